@@ -1,0 +1,14 @@
+"""The exceptions that mean "the user's input is wrong" (exit code 2, one-line message)."""
+from __future__ import annotations
+
+from .config import ConfigError
+from .download import DownloadError
+from .tinyimagenet import DataError
+
+
+class CorpusError(RuntimeError):
+    """An NLTK corpus is missing or unusable."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, DownloadError, CorpusError,
+                                                FileNotFoundError)

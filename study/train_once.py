@@ -1,0 +1,92 @@
+"""Run one trial without Ray and print the per-epoch table.
+
+    python -m study.train_once --data PATH --model alexnet --regularizer none --epochs 3 --seed 0 \
+        [--classes N] [--set key=value ...] [--json out.json]
+    python -m study.train_once --task pos --corpus treebank --nltk-data DIR --tagset universal \
+        --model rnn --regularizer none --epochs 3 --seed 0 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .config import ConfigError, make_config, parse_set
+from .errors import USER_ERRORS
+from .training import Diverged, run_trial
+
+COLUMNS = ("epoch", "train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss",
+           "val_acc", "gap_loss", "gap_acc", "epoch_time_s", "samples_per_s")
+# Flags that map one-to-one onto config keys (None = not given, keep the config default).
+FLAGS = ("task", "data", "model", "regularizer", "epochs", "seed", "classes", "batch_size", "lr",
+         "corpus", "nltk_data", "tagset", "device")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study.train_once", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", help="image (default) or pos")
+    p.add_argument("--data", help="Tiny ImageNet directory or zip (default: download into the cache)")
+    p.add_argument("--model", help="alexnet, efficientnet_b0 (image); rnn, lstm, gru (pos)")
+    p.add_argument("--regularizer", help="none, l2, dropout, augment, l2_dropout")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--classes", type=int, help="first N classes in sorted wnid order (default 25)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--corpus", help="treebank, conll2000, brown (pos)")
+    p.add_argument("--nltk-data", help="directory with NLTK data (pos)")
+    p.add_argument("--tagset", help="universal or native (pos)")
+    p.add_argument("--device", help="auto, cpu, cuda")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="any other config setting, e.g. --set l2=1e-4 --set flip_ud_p=0")
+    p.add_argument("--json", type=Path, help="write {config, epochs, test} to this file")
+    return p
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if math.isfinite(v) and abs(v) < 1e4 else f"{v:.3g}"
+    return str(v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    values = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
+    try:
+        values.update(parse_set(args.set))
+        cfg = make_config(values)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    epochs: list[dict] = []
+
+    def report(metrics: dict, _state) -> None:
+        if not epochs:
+            print("  ".join(f"{c:>16}" for c in COLUMNS))
+        epochs.append(dict(metrics))
+        print("  ".join(f"{_fmt(metrics[c]):>16}" for c in COLUMNS), flush=True)
+
+    status = 0
+    try:
+        final = run_trial(cfg, report)
+    except Diverged as e:
+        print(f"diverged: {e}", file=sys.stderr)
+        final, status = (epochs[-1] if epochs else {}), 1
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    test = {k: v for k, v in final.items() if k.startswith("test")}
+    if test:
+        print("test: " + "  ".join(f"{k}={_fmt(v)}" for k, v in test.items()))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"config": cfg.to_dict(), "epochs": epochs, "test": test},
+                                        indent=1, default=str))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Generate tiny Tiny-ImageNet-layout archives for tests (never the real data)."""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = "tiny-imagenet-200"
+
+
+def wnid(i: int) -> str:
+    return f"n{i:08d}"
+
+
+def _jpeg(rgb: np.ndarray, grey: bool = False) -> bytes:
+    im = Image.fromarray(rgb)
+    if grey:
+        im = im.convert("L")
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def class_image(c: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """A 64x64 image whose colour and stripe direction depend on the class: learnable."""
+    base = np.zeros((64, 64, 3), np.float32)
+    base[..., c % 3] = 180
+    if c % 2:
+        base[::8] = 255
+    else:
+        base[:, ::8] = 255
+    noise = rng.normal(0, 25, size=base.shape)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def make_tiny_imagenet(path: Path, n_classes: int = 4, train_per_class: int = 20,
+                       val_per_class: int = 5, extra_wnids: int = 2, grey: tuple[int, int] | None = (0, 0),
+                       corrupt: str | None = None, empty_class: int | None = None,
+                       as_zip: bool = True, seed: int = 0) -> Path:
+    """Write the official layout (zip or directory). ``grey=(class, index)`` makes that
+    training image grayscale; ``corrupt`` names a training file (``wnid/k``) to corrupt."""
+    rng = np.random.default_rng(seed)
+    files: dict[str, bytes] = {}
+    ids = [wnid(i) for i in range(n_classes + extra_wnids)]
+    files[f"{ROOT}/wnids.txt"] = ("\n".join(reversed(ids)) + "\n").encode()  # unsorted on purpose
+    files[f"{ROOT}/words.txt"] = "".join(f"{w}\tthing {w}\n" for w in ids).encode()
+    ann = []
+    for c, w in enumerate(ids[:n_classes]):
+        if c == empty_class:
+            continue
+        for k in range(train_per_class):
+            name = f"{ROOT}/train/{w}/images/{w}_{k}.JPEG"
+            is_grey = grey is not None and (c, k) == grey
+            files[name] = _jpeg(class_image(c, k, rng), grey=is_grey)
+            if corrupt == f"{w}/{k}":
+                files[name] = b"\xff\xd8\xff\xe0 not really a jpeg"
+        files[f"{ROOT}/train/{w}/{w}_boxes.txt"] = b""
+        for k in range(val_per_class):
+            fname = f"val_{c}_{k}.JPEG"
+            files[f"{ROOT}/val/images/{fname}"] = _jpeg(class_image(c, 1000 + k, rng))
+            ann.append(f"{fname}\t{w}\t0\t0\t63\t63")
+    files[f"{ROOT}/val/val_annotations.txt"] = ("\n".join(ann) + "\n").encode()
+    files[f"{ROOT}/test/images/test_0.JPEG"] = _jpeg(class_image(0, 9999, rng))
+    path = Path(path)
+    if as_zip:
+        with zipfile.ZipFile(path, "w") as z:
+            for name, blob in files.items():
+                z.writestr(name, blob)
+    else:
+        for name, blob in files.items():
+            p = path / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(blob)
+    return path
