@@ -11,7 +11,8 @@ Metric names (shared by every task, the sweep and the analysis):
 ``train_clean_loss, train_clean_acc`` (eval mode, a fixed sample of the training split),
 ``val_loss, val_acc, gap_loss`` (val_loss - train_clean_loss), ``gap_acc`` (train_clean_acc - val_acc),
 ``learning_rate, l2_term, epoch_time_s, samples_per_s`` (images or tokens per second of training),
-and on the final epoch ``test_loss, test_acc`` (+ any extra test sets a task defines).
+and on the final epoch ``test_loss, test_acc`` (an extra test set named ``test_oov`` gives
+``test_loss_oov, test_acc_oov``).
 """
 from __future__ import annotations
 
@@ -210,8 +211,10 @@ def run_trial(
         diverged = not math.isfinite(train_loss) or not math.isfinite(val_loss)
         if epoch == cfg.epochs and not diverged:
             for name, batches in task.eval_sets.items():
-                if name.startswith("test"):
-                    metrics[f"{name}_loss"], metrics[f"{name}_acc"] = evaluate(task, batches(), device, use_amp)
+                if name.startswith("test"):  # "test" -> test_loss/test_acc, "test_oov" -> test_loss_oov/...
+                    suffix = name[len("test"):]
+                    metrics[f"test_loss{suffix}"], metrics[f"test_acc{suffix}"] = evaluate(
+                        task, batches(), device, use_amp)
         metrics["diverged"] = diverged
         if report is not None:
             report(metrics, get_state)
