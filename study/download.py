@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -51,7 +52,7 @@ def fetch(url: str, dest: Path, md5: str | None, *, timeout: float = 60.0) -> Pa
                         h.update(block)
                         received += len(block)
                         bar.update(len(block))
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
             raise DownloadError(f"download of {url} failed: {e}") from e
         if expected is not None and received != expected:
             raise DownloadError(f"download of {url} is incomplete: {received} of {expected} bytes")

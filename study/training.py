@@ -16,6 +16,7 @@ and on the final epoch ``test_loss, test_acc`` (an extra test set named ``test_o
 """
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -155,13 +156,14 @@ def run_trial(
         start = int(resume["epoch"])
 
     def get_state() -> dict[str, Any]:
-        return {
+        # A snapshot, not views of live tensors: the caller may keep it while training goes on.
+        return copy.deepcopy({
             "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "config": cfg.to_dict(),
-        }
+        })
 
     metrics: dict[str, Any] = {}
     for epoch in range(start + 1, cfg.epochs + 1):
