@@ -36,6 +36,10 @@ ACTIVE = {
     "augment": {"augment"},
     "l2_dropout": {"l2", "dropout"},
 }
+# Defaults that differ by task (the dataclass defaults are the image task's): given only when
+# the setting is not. POS: the vanilla RNN, and smaller batches/higher lr (treebank has ~3k
+# training sentences; 128-sentence batches give too few steps per epoch).
+TASK_DEFAULTS = {"pos": {"model": "rnn", "batch_size": 32, "lr": 3e-3}}
 AUGMENT_KEYS = (
     "flip_lr_p", "flip_ud_p", "brightness", "contrast_lo", "contrast_hi",
     "saturation_lo", "saturation_hi", "word_dropout",
@@ -79,6 +83,7 @@ class TrialConfig:
     classes: int = 25
     class_list: tuple[str, ...] | None = None
     val_fraction: float = 0.1
+    test_fraction: float = 0.1  # pos only: share of sentences held out as the test split
     split_seed: int = 0  # fixed across seeds so that every seed sees the same split
     train_eval_size: int = 0  # clean-train sample size; 0 = same as the validation set
     cache_dir: str | None = None  # None = $REGSTUDY_CACHE or ~/.cache/regstudy
@@ -216,6 +221,10 @@ def validate(cfg: TrialConfig) -> TrialConfig:
         raise ConfigError(f"train_eval_size: {cfg.train_eval_size} is out of range; allowed: >= 0 "
                           "(0 = size of the validation set)")
     _check_range("val_fraction", cfg.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+    _check_range("test_fraction", cfg.test_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+    if cfg.task == "pos" and cfg.val_fraction + cfg.test_fraction >= 1.0:
+        raise ConfigError(f"val_fraction + test_fraction: {cfg.val_fraction + cfg.test_fraction} "
+                          "leaves no training sentences; allowed: < 1")
     _check_range("stochastic_depth", cfg.stochastic_depth, 0.0, 1.0, hi_open=True)
     return cfg
 
@@ -228,6 +237,8 @@ def make_config(values: dict[str, Any] | None = None, **overrides: Any) -> Trial
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r}; known settings: {', '.join(sorted(FIELDS))}")
     kwargs = {k: _coerce(k, v) for k, v in merged.items()}
+    for key, default in TASK_DEFAULTS.get(kwargs.get("task", TrialConfig.task), {}).items():
+        kwargs.setdefault(key, default)
     reg = kwargs.get("regularizer", TrialConfig.regularizer)
     if reg in DEFAULT_STRENGTHS:
         for key, default in DEFAULT_STRENGTHS[reg].items():

@@ -1,0 +1,103 @@
+"""Plain-language conclusions generated from the gap summary (``gaps.csv``)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .gaps import PAPER_TABLE1, SOURCE_CONFIRM, TECHNIQUE, fmt_ci, fmt_p
+
+
+def p_eq(p: float) -> str:
+    """"p = 0.012" / "p < 0.001"."""
+    t = fmt_p(p)
+    return f"p {t[0]} {t[1:]}" if t.startswith("<") else f"p = {t}"
+
+
+def _name(reg: str) -> str:
+    return TECHNIQUE.get(reg, reg)
+
+
+def _diff_phrase(r: pd.Series, m: str, unit: str) -> str:
+    d, lo, hi, p = r[f"{m}_diff_none"], r[f"{m}_diff_ci_lo"], r[f"{m}_diff_ci_hi"], r[f"{m}_p"]
+    if not np.isfinite(d):
+        return ""
+    s = f"Δ vs none {d:+.3f}{unit}"
+    if np.isfinite(lo):
+        s += f" [{lo:+.3f}, {hi:+.3f}]"
+    if np.isfinite(p):
+        s += f", {p_eq(p)}"
+    return s
+
+
+def conclusions(wide: pd.DataFrame, *, alpha: float = 0.05, test: str = "welch") -> list[str]:
+    """Bullet points per (task, model): which technique lowers val loss most, which narrows the
+    gap most, which differences vs ``none`` are significant at ``alpha``, and the caveats."""
+    out: list[str] = []
+    if wide is None or wide.empty:
+        return ["No runs to summarise."]
+    tname = "Welch t-test" if test == "welch" else "permutation test"
+    groups = list(wide.groupby(["task", "model"], sort=False))
+    for (task, model), g in groups:
+        pre = f"**{task} / {model}:** " if len(groups) > 1 else ""
+        g = g.set_index("regularizer")
+        has_none = "none" in g.index
+        for m, what, unit, lower in (("final_val_loss", "the lowest validation loss", " nats", True),
+                                     ("final_gap_loss", "the narrowest loss gap (val − clean train)", " nats", True),
+                                     ("final_gap_acc", "the narrowest accuracy gap (clean train − val)", "", True),
+                                     ("final_test_acc", "the highest test accuracy", "", False)):
+            col = f"{m}_mean"
+            if col not in g.columns or g[col].isna().all():
+                continue
+            best = g[col].idxmin() if lower else g[col].idxmax()
+            r = g.loc[best]
+            s = (f"{pre}{_name(best)} gives {what} at the final epoch: "
+                 f"{fmt_ci(r[col], r[f'{m}_ci_lo'], r[f'{m}_ci_hi'])}")
+            if has_none and best != "none":
+                n = g.loc["none"]
+                s += f" vs {fmt_ci(n[col], n[f'{m}_ci_lo'], n[f'{m}_ci_hi'])} without regularization"
+                ph = _diff_phrase(r, m, unit)
+                s += f" ({ph})" if ph else ""
+            elif best == "none":
+                s += " — no regularizer beats training without one on this measure"
+            out.append(s + ".")
+        if has_none:
+            for m, label in (("final_val_loss", "validation loss"), ("final_gap_loss", "loss gap")):
+                if f"{m}_p" not in g.columns:
+                    continue
+                others = g.drop(index="none")
+                tested = others[np.isfinite(others[f"{m}_p"])]
+                if tested.empty:
+                    out.append(f"{pre}No {label} difference vs none could be tested (fewer than 2 runs per "
+                               f"technique); the comparison is descriptive only.")
+                    continue
+                sig = tested[tested[f"{m}_p"] < alpha]
+                ns = tested[tested[f"{m}_p"] >= alpha]
+                parts = []
+                if not sig.empty:
+                    parts.append("significantly different from none at " + f"{alpha:g}: " + "; ".join(
+                        f"{_name(k)} ({'lower' if v[f'{m}_diff_none'] < 0 else 'higher'}, {p_eq(v[f'{m}_p'])}"
+                        + (", also after Holm correction" if v[f"{m}_p_holm"] < alpha else ", not after Holm correction")
+                        + ")" for k, v in sig.iterrows()))
+                if not ns.empty:
+                    parts.append("not significant: " + "; ".join(
+                        f"{_name(k)} ({p_eq(v[f'{m}_p'])})" for k, v in ns.iterrows()))
+                out.append(f"{pre}{label[0].upper() + label[1:]} ({tname}, final epoch) — " + "; ".join(parts) + ".")
+        if task == "image" and has_none and "final_val_loss_mean" in g.columns:
+            paper_best = min(PAPER_TABLE1, key=lambda k: PAPER_TABLE1[k][1])
+            ours = g["final_val_loss_mean"].idxmin()
+            agree = "agrees" if ours == paper_best else "differs"
+            out.append(f"{pre}The original study found {_name(paper_best).lower()} lowest in validation loss "
+                       f"(Table 1: {PAPER_TABLE1[paper_best][1]:.4g} vs {PAPER_TABLE1['none'][1]:.4g} without "
+                       f"regularization, one run each, no error bars); this sweep {agree} "
+                       f"({_name(ours).lower()} is lowest here).")
+        ns_ = g["n_seeds"].astype(int)
+        if (g["source"] != SOURCE_CONFIRM).any():
+            which = ", ".join(_name(k) for k in g.index[g["source"] != SOURCE_CONFIRM])
+            out.append(f"{pre}Caveat: {which}: no confirmation runs — the numbers are the single best search "
+                       "trial (n = 1), chosen on validation loss, so they are optimistic and carry no CI or test.")
+        if ns_.max() > 1 and ns_.min() < 5:
+            out.append(f"{pre}Caveat: only {ns_.min()}" + (f"–{ns_.max()}" if ns_.max() != ns_.min() else "")
+                       + " seeds per technique. Bootstrap CIs from so few runs understate the uncertainty and "
+                       "the tests have little power; a non-significant difference is not evidence of no effect. "
+                       "The best configuration of each technique was picked on the same validation set.")
+    return out

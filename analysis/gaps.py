@@ -1,0 +1,429 @@
+"""Trial table -> per-seed final/best-epoch metrics -> gap summary with CIs and tests vs ``none``;
+the study's Table 1 analogue; the per-regularizer budget accounting.
+
+Which runs are summarised (:func:`select_rows`), per (task, model, regularizer):
+
+* the confirmation phase (``phase == "confirm"``, ``status == "completed"``): one run per seed;
+* otherwise the best search trial of that regularizer (n = 1: the CI and the test are NaN, and
+  the ``source`` / ``note`` columns say so and a warning is emitted).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+
+log = logging.getLogger(__name__)
+
+REG_ORDER = ("none", "l2", "augment", "dropout", "l2_dropout")  # the study's Table 1 order
+TECHNIQUE = {
+    "none": "No regularization",
+    "l2": "L2 regularization",
+    "augment": "Data augmentation",
+    "dropout": "Dropout",
+    "l2_dropout": "Ensemble (L2 + dropout)",
+}
+# The original study's Table 1 (custom CNN on 25 Tiny ImageNet classes, epoch 25).
+PAPER_TABLE1 = {
+    "none": (1.556, 2.347),
+    "l2": (1.654, 2.1456),
+    "augment": (1.4923, 1.9847),
+    "dropout": (2.033, 2.229),
+    "l2_dropout": (1.72, 2.295),
+}
+GROUP = ["task", "model", "regularizer"]
+EPOCH_METRICS = ("train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss", "val_acc",
+                 "gap_loss", "gap_acc")
+TEST_METRICS = ("test_loss", "test_acc", "test_loss_oov", "test_acc_oov")
+# Metrics compared with `none` in the report's conclusion, and the direction that is "better".
+LOWER_IS_BETTER = {"final_val_loss": True, "final_gap_loss": True, "final_gap_acc": True,
+                   "final_test_loss": True, "final_test_acc": False, "final_val_acc": False,
+                   "best_val_loss": True}
+SOURCE_CONFIRM = "confirm"
+SOURCE_SEARCH = "search-best"
+NOTE_SEARCH = "no completed confirm-phase runs: best search trial only (n=1), no CI or test"
+
+
+class AnalysisWarning(UserWarning):
+    """A caveat about the numbers (e.g. fallback to a single search trial)."""
+
+
+def reg_sort_key(reg: str) -> tuple[int, str]:
+    return (REG_ORDER.index(reg) if reg in REG_ORDER else len(REG_ORDER), reg)
+
+
+def _order(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return df
+    key = df["regularizer"].map(lambda r: reg_sort_key(r)[0])
+    return (df.assign(_k=key).sort_values(["task", "model", "_k", "regularizer"], kind="stable")
+            .drop(columns="_k").reset_index(drop=True))
+
+
+# ----------------------------------------------------------------------------------- selection
+def _best_search_trials(search: pd.DataFrame) -> list[str]:
+    """trial_ids of the best search trial per (task, model, regularizer).
+
+    Uses the sweep's ``study.trial_table.best_per_regularizer`` (the single definition of "best")
+    when it is importable; otherwise the lowest final-epoch val_loss among trials that ran their
+    full budget (any non-errored trial if none did)."""
+    try:
+        from study.trial_table import best_per_regularizer  # type: ignore[import-not-found]
+    except Exception:  # noqa: BLE001
+        best_per_regularizer = None
+    if best_per_regularizer is not None:
+        try:
+            best = best_per_regularizer(search)
+            if isinstance(best, pd.DataFrame) and "trial_id" in best.columns:
+                return [str(t) for t in best["trial_id"].unique()]
+            if isinstance(best, pd.Series):
+                best = best.to_dict()
+            if isinstance(best, dict):
+                return [str(v["trial_id"] if isinstance(v, dict) else v) for v in best.values()]
+        except Exception as e:  # noqa: BLE001
+            log.warning("study.trial_table.best_per_regularizer failed (%s); using the local rule", e)
+    last = search.sort_values("epoch").groupby("trial_id", sort=False).tail(1)
+    last = last[np.isfinite(last["val_loss"])]
+    ids = []
+    for _, g in last.groupby(GROUP, sort=False):
+        full = g[(g["status"] == "completed") & (g["epoch"] >= g["max_epochs"])]
+        pool = full if not full.empty else g[~g["status"].isin(["errored", "diverged"])]
+        if pool.empty:
+            continue
+        ids.append(str(pool.loc[pool["val_loss"].idxmin(), "trial_id"]))
+    return ids
+
+
+def select_rows(df: pd.DataFrame, *, warn: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows, sources): the epoch rows of the runs to summarise, and one row per
+    (task, model, regularizer) with ``source`` ("confirm" | "search-best"), ``n_seeds``, ``note``."""
+    confirm = df[(df["phase"] == "confirm") & (df["status"] == "completed")]
+    search = df[df["phase"] == "search"]
+    parts, info = [], []
+    groups = sorted({tuple(k) for k in df[GROUP].drop_duplicates().itertuples(index=False)},
+                    key=lambda k: (k[0], k[1], reg_sort_key(k[2])))
+    need_search = []
+    for key in groups:
+        task, model, reg = key
+        c = confirm[(confirm["task"] == task) & (confirm["model"] == model) & (confirm["regularizer"] == reg)]
+        if not c.empty:
+            parts.append(c)
+            info.append({"task": task, "model": model, "regularizer": reg, "source": SOURCE_CONFIRM,
+                         "n_seeds": c["trial_id"].nunique(), "note": ""})
+        else:
+            need_search.append(key)
+    if need_search:
+        mask = np.zeros(len(search), bool)
+        for task, model, reg in need_search:
+            mask |= ((search["task"] == task) & (search["model"] == model) & (search["regularizer"] == reg)).to_numpy()
+        sub = search[mask]
+        best = set(_best_search_trials(sub)) if not sub.empty else set()
+        chosen = sub[sub["trial_id"].isin(best)]
+        parts.append(chosen)
+        for task, model, reg in need_search:
+            got = chosen[(chosen["task"] == task) & (chosen["model"] == model) & (chosen["regularizer"] == reg)]
+            n = got["trial_id"].nunique()
+            info.append({"task": task, "model": model, "regularizer": reg, "source": SOURCE_SEARCH,
+                         "n_seeds": n, "note": NOTE_SEARCH if n else "no usable trial"})
+        if warn:
+            regs = ", ".join(r for _, _, r in need_search)
+            warnings.warn(f"no completed confirm-phase runs for: {regs}; summarising the best search "
+                          f"trial of each (n=1, CI and p-value are NaN)", AnalysisWarning, stacklevel=2)
+    rows = pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
+    return rows, _order(pd.DataFrame(info, columns=["task", "model", "regularizer", "source", "n_seeds", "note"]))
+
+
+# ------------------------------------------------------------------------------ per-seed values
+def per_seed_metrics(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (trial): ``final_<metric>`` at its last epoch, ``best_<metric>`` at the
+    epoch of lowest val_loss (``best_epoch``), and the test metrics (final epoch only)."""
+    out = []
+    for tid, g in rows.sort_values("epoch").groupby("trial_id", sort=False):
+        g = g.reset_index(drop=True)
+        last = g.iloc[-1]
+        rec: dict[str, Any] = {c: last[c] for c in ("task", "model", "regularizer", "phase", "status", "seed")}
+        rec.update(trial_id=tid, max_epochs=int(last["max_epochs"]), last_epoch=int(last["epoch"]))
+        for m in EPOCH_METRICS:
+            rec[f"final_{m}"] = float(last[m])
+        for m in TEST_METRICS:
+            vals = g[m].dropna() if m in g.columns else pd.Series(dtype=float)
+            rec[f"final_{m}"] = float(vals.iloc[-1]) if len(vals) else math.nan
+        v = g["val_loss"].to_numpy(float)
+        if np.isfinite(v).any():
+            b = g.iloc[int(np.nanargmin(v))]
+            rec["best_epoch"] = int(b["epoch"])
+            for m in EPOCH_METRICS:
+                rec[f"best_{m}"] = float(b[m])
+        else:
+            rec["best_epoch"] = math.nan
+            for m in EPOCH_METRICS:
+                rec[f"best_{m}"] = math.nan
+        out.append(rec)
+    ps = pd.DataFrame(out)
+    if ps.empty:
+        return ps
+    # drop optional metrics that are absent everywhere (e.g. test_*_oov on the image task)
+    empty = [c for c in ps.columns if c.startswith("final_test") and ps[c].isna().all() and c.endswith("_oov")]
+    ps = ps.drop(columns=empty).sort_values(["seed", "trial_id"], kind="stable")
+    return _order(ps)
+
+
+def metric_columns(ps: pd.DataFrame) -> list[str]:
+    return [c for c in ps.columns if c.startswith(("final_", "best_"))]
+
+
+# -------------------------------------------------------------------------------- gap summary
+def gap_summary_long(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, test: str = "welch",
+                     baseline: str = "none", n_boot: int = stats.N_BOOT, alpha: float = stats.ALPHA,
+                     seed: int = 0) -> pd.DataFrame:
+    """Tidy summary: one row per (task, model, regularizer, metric) with mean, bootstrap CI,
+    SD, n, and the difference to ``baseline`` (bootstrap CI, p-value, Holm-adjusted p-value
+    across the regularizers of that task/model/metric). ``test``: "welch" or "permutation"."""
+    if test not in ("welch", "permutation"):
+        raise ValueError(f"test must be 'welch' or 'permutation', not {test!r}")
+    pfun = stats.welch_pvalue if test == "welch" else (lambda a, b: stats.permutation_pvalue(a, b, seed=seed))
+    recs = []
+    for (task, model), g in ps.groupby(["task", "model"], sort=False):
+        base = g[g["regularizer"] == baseline]
+        for reg, r in g.groupby("regularizer", sort=False):
+            src = {}
+            if sources is not None and not sources.empty:
+                s = sources[(sources["task"] == task) & (sources["model"] == model) & (sources["regularizer"] == reg)]
+                if not s.empty:
+                    src = {"source": s["source"].iloc[0], "note": s["note"].iloc[0]}
+            for m in metric_columns(ps):
+                x = r[m].to_numpy(float)
+                mean, lo, hi = stats.bootstrap_ci(x, n_boot=n_boot, alpha=alpha, seed=seed)
+                fin = x[np.isfinite(x)]
+                rec = {"task": task, "model": model, "regularizer": reg, "metric": m, "n": int(fin.size),
+                       "mean": mean, "ci_lo": lo, "ci_hi": hi,
+                       "sd": float(np.std(fin, ddof=1)) if fin.size > 1 else math.nan,
+                       "source": src.get("source", ""), "note": src.get("note", "")}
+                if reg != baseline and not base.empty:
+                    y = base[m].to_numpy(float)
+                    d, dlo, dhi = stats.diff_ci(x, y, n_boot=n_boot, alpha=alpha, seed=seed)
+                    rec.update(diff_none=d, diff_ci_lo=dlo, diff_ci_hi=dhi, p_value=pfun(x, y))
+                else:
+                    rec.update(diff_none=math.nan, diff_ci_lo=math.nan, diff_ci_hi=math.nan, p_value=math.nan)
+                rec["test"] = test
+                recs.append(rec)
+    long = pd.DataFrame(recs)
+    if long.empty:
+        return long
+    long["p_holm"] = np.nan
+    for _, idx in long.groupby(["task", "model", "metric"], sort=False).groups.items():
+        long.loc[idx, "p_holm"] = stats.holm(long.loc[idx, "p_value"].to_numpy())
+    return long
+
+
+def gap_summary(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, long: pd.DataFrame | None = None,
+                **kw) -> pd.DataFrame:
+    """Wide summary (``gaps.csv``): one row per (task, model, regularizer) with ``n_seeds``,
+    ``source``, ``note`` and, per metric M, ``M_mean, M_ci_lo, M_ci_hi, M_sd, M_diff_none,
+    M_diff_ci_lo, M_diff_ci_hi, M_p, M_p_holm``."""
+    if long is None:
+        long = gap_summary_long(ps, sources, **kw)
+    if long.empty:
+        return pd.DataFrame()
+    keys = ["task", "model", "regularizer"]
+    rows = []
+    for key, g in long.groupby(keys, sort=False):
+        rec = dict(zip(keys, key))
+        rec["technique"] = TECHNIQUE.get(key[2], key[2])
+        rec["n_seeds"] = int(g["n"].max())
+        rec["source"] = g["source"].iloc[0]
+        rec["note"] = g["note"].iloc[0]
+        rec["test"] = g["test"].iloc[0]
+        for _, r in g.iterrows():
+            m = r["metric"]
+            rec[f"{m}_mean"], rec[f"{m}_ci_lo"], rec[f"{m}_ci_hi"], rec[f"{m}_sd"] = r["mean"], r["ci_lo"], r["ci_hi"], r["sd"]
+            rec[f"{m}_diff_none"], rec[f"{m}_diff_ci_lo"], rec[f"{m}_diff_ci_hi"] = r["diff_none"], r["diff_ci_lo"], r["diff_ci_hi"]
+            rec[f"{m}_p"], rec[f"{m}_p_holm"] = r["p_value"], r["p_holm"]
+        rows.append(rec)
+    return _order(pd.DataFrame(rows))
+
+
+# ------------------------------------------------------------------------------------ Table 1
+def table1_epoch(max_epochs: int, epoch: int = 25) -> int:
+    """The epoch Table 1 reports: the study's 25, or the budget when shorter."""
+    return int(min(epoch, max_epochs))
+
+
+def table1(rows: pd.DataFrame, sources: pd.DataFrame | None = None, *, epoch: int = 25,
+           n_boot: int = stats.N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """The study's Table 1 (training and validation loss at epoch 25 per technique), at epoch
+    ``min(epoch, max_epochs)`` of each run, mean and bootstrap CI over seeds; also the clean
+    training loss, the loss gap, and the paper's numbers for comparison."""
+    recs = []
+    for (task, model, reg), g in rows.groupby(GROUP, sort=False):
+        vals: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_clean_loss", "val_loss", "gap_loss")}
+        epochs = set()
+        for _, t in g.groupby("trial_id", sort=False):
+            e = table1_epoch(int(t["max_epochs"].iloc[0]), epoch)
+            epochs.add(e)
+            at = t[t["epoch"] == e]
+            for k in vals:
+                vals[k].append(float(at[k].iloc[0]) if not at.empty else math.nan)
+        rec: dict[str, Any] = {"task": task, "model": model, "regularizer": reg,
+                               "technique": TECHNIQUE.get(reg, reg),
+                               "epoch": min(epochs) if len(epochs) == 1 else ",".join(map(str, sorted(epochs))),
+                               "n_seeds": int(np.isfinite(vals["val_loss"]).sum())}
+        for k, v in vals.items():
+            rec[f"{k}_mean"], rec[f"{k}_ci_lo"], rec[f"{k}_ci_hi"] = stats.bootstrap_ci(v, n_boot=n_boot, seed=seed)
+        pt, pv = PAPER_TABLE1.get(reg, (math.nan, math.nan))
+        rec["paper_train_loss"], rec["paper_val_loss"] = pt, pv
+        if sources is not None and not sources.empty:
+            s = sources[(sources["task"] == task) & (sources["model"] == model) & (sources["regularizer"] == reg)]
+            rec["source"] = s["source"].iloc[0] if not s.empty else ""
+        recs.append(rec)
+    return _order(pd.DataFrame(recs))
+
+
+def fmt_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
+    """"1.234 [1.200, 1.270]"; just the mean when the CI is NaN; "–" when the mean is NaN."""
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def fmt_p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return "<0.001" if p < 1e-3 else f"{p:.3f}"
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no dependency on ``tabulate``)."""
+    cols = [str(c) for c in df.columns]
+    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(esc(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def table1_frame(t1: pd.DataFrame, *, digits: int = 3, paper: bool | None = None) -> pd.DataFrame:
+    """Table 1 formatted for display (one block per task/model; call per block)."""
+    if paper is None:
+        paper = bool((t1["task"] == "image").all())
+    out = pd.DataFrame({
+        "Regularization": t1["technique"],
+        "Training loss (as trained)": [fmt_ci(*r, digits) for r in t1[["train_loss_mean", "train_loss_ci_lo", "train_loss_ci_hi"]].to_numpy()],
+        "Training loss (clean)": [fmt_ci(*r, digits) for r in t1[["train_clean_loss_mean", "train_clean_loss_ci_lo", "train_clean_loss_ci_hi"]].to_numpy()],
+        "Val loss": [fmt_ci(*r, digits) for r in t1[["val_loss_mean", "val_loss_ci_lo", "val_loss_ci_hi"]].to_numpy()],
+        "Loss gap (val − clean train)": [fmt_ci(*r, digits) for r in t1[["gap_loss_mean", "gap_loss_ci_lo", "gap_loss_ci_hi"]].to_numpy()],
+        "n seeds": t1["n_seeds"].astype(int),
+    })
+    if paper:
+        out["Paper train / val loss"] = [f"{a:.4g} / {b:.4g}" if np.isfinite(a) else "–"
+                                         for a, b in t1[["paper_train_loss", "paper_val_loss"]].to_numpy()]
+    return out
+
+
+def table1_markdown(t1: pd.DataFrame, *, digits: int = 3, heading_level: int = 3) -> str:
+    """Markdown of Table 1, one block per (task, model), the reported epoch in each header."""
+    blocks = []
+    for (task, model), g in t1.groupby(["task", "model"], sort=False):
+        ep = ", ".join(sorted({str(e) for e in g["epoch"]}))
+        blocks.append(
+            f"{'#' * heading_level} Table 1 analogue — {task} / {model}: loss at epoch {ep} "
+            f"(= min(25, max_epochs); the study used epoch 25)\n\n"
+            + markdown_table(table1_frame(g, digits=digits))
+            + "\n\nCross-entropy in nats; mean [95% bootstrap CI] over seeds. \"As trained\" = the "
+            "training-batch loss with dropout/augmentation active (data term only, the L2 penalty is "
+            "logged separately); \"clean\" = eval mode on a fixed training sample.")
+    return "\n\n".join(blocks) + "\n"
+
+
+# ------------------------------------------------------------------------------------- budget
+def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Per (task, model, regularizer): search trials by status, epochs and training seconds spent,
+    the planned budget from experiment.json (``budget_per_regularizer``), and confirm-phase runs."""
+    experiment = experiment or {}
+    planned = experiment.get("budget_per_regularizer") or {}
+    trials = (df.sort_values("epoch").groupby("trial_id", sort=False)
+              .agg(task=("task", "last"), model=("model", "last"), regularizer=("regularizer", "last"),
+                   phase=("phase", "last"), status=("status", "last"), epochs=("epoch", "max"),
+                   seed=("seed", "last"), time_s=("epoch_time_s", "sum")).reset_index())
+    recs = []
+    for (task, model, reg), g in trials.groupby(GROUP, sort=False):
+        s = g[g["phase"] == "search"]
+        c = g[g["phase"] == "confirm"]
+        rec = {"task": task, "model": model, "regularizer": reg, "search_trials": len(s)}
+        for st in ("completed", "stopped", "errored", "diverged", "running"):
+            rec[st] = int((s["status"] == st).sum())
+        p = planned.get(reg) if isinstance(planned, dict) else planned
+        rec["planned"] = int(p) if isinstance(p, (int, float)) and not isinstance(p, bool) else np.nan
+        rec.update(search_epochs=int(s["epochs"].sum()), search_time_s=float(s["time_s"].sum()),
+                   confirm_runs=len(c), confirm_completed=int((c["status"] == "completed").sum()),
+                   confirm_seeds=",".join(str(x) for x in sorted(c["seed"].unique())))
+        recs.append(rec)
+    for reg, p in (planned.items() if isinstance(planned, dict) else []):  # planned but never ran
+        if reg not in {r["regularizer"] for r in recs}:
+            recs.append({"task": "", "model": "", "regularizer": reg, "search_trials": 0, "planned": p})
+    return _order(pd.DataFrame(recs)).fillna({"completed": 0, "stopped": 0, "errored": 0,
+                                              "diverged": 0, "running": 0, "search_epochs": 0,
+                                              "search_time_s": 0.0, "confirm_runs": 0,
+                                              "confirm_completed": 0, "confirm_seeds": ""})
+
+
+def budget_statement(bt: pd.DataFrame) -> str:
+    """"Each regularizer type got the same budget (N search trials, ...)" or the per-type counts;
+    mismatches with the planned budget from experiment.json are called out."""
+    if bt.empty:
+        return "No trials."
+    counts = {r: int(n) for r, n in bt.groupby("regularizer", sort=False)["search_trials"].sum().items()}
+    epochs = {r: int(n) for r, n in bt.groupby("regularizer", sort=False)["search_epochs"].sum().items()}
+    vals = set(counts.values())
+    if len(vals) == 1:
+        n = vals.pop()
+        msg = (f"Each regularizer type got the same budget: {n} search trial{'s' if n != 1 else ''} "
+               f"per type ({len(counts)} types).")
+    else:
+        msg = "Regularizer types got different budgets — search trials per type: " + ", ".join(
+            f"{r}: {n}" for r, n in counts.items()) + "."
+    msg += (" ASHA early stopping made the epochs actually trained differ: " + ", ".join(
+        f"{r}: {n}" for r, n in epochs.items()) + " epochs.") if len(set(epochs.values())) > 1 else ""
+    planned = bt.dropna(subset=["planned"]) if "planned" in bt.columns else bt.iloc[:0]
+    off = [f"{r['regularizer']} ran {int(r['search_trials'])} of {int(r['planned'])} planned"
+           for _, r in planned.iterrows() if int(r["search_trials"]) != int(r["planned"])]
+    if off:
+        msg += " Differs from the planned budget (experiment.json): " + "; ".join(off) + "."
+    return msg
+
+
+def seeds_used(df: pd.DataFrame) -> list[int]:
+    c = df[df["phase"] == "confirm"]
+    return sorted(int(s) for s in (c if not c.empty else df)["seed"].unique())
+
+
+def searched_of(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Searched parameter names per regularizer (from the ``searched`` JSON column)."""
+    out: dict[str, list[str]] = {}
+    if "searched" not in df.columns:
+        return out
+    for reg, g in df.groupby("regularizer", sort=False):
+        names: list[str] = []
+        for raw in g["searched"].dropna().unique():
+            try:
+                for n in (json.loads(raw) if isinstance(raw, str) else raw):
+                    if n not in names:
+                        names.append(n)
+            except (TypeError, ValueError):
+                pass
+        out[reg] = names
+    return out
+
+
+def iter_groups(df: pd.DataFrame) -> Iterable[tuple[str, str, pd.DataFrame]]:
+    for (task, model), g in df.groupby(["task", "model"], sort=True):
+        yield task, model, g

@@ -1,0 +1,227 @@
+"""``python -m analysis.report results/<name>``: a self-contained HTML report (figures embedded as
+base64 PNG) and a Markdown report (figures linked from ``figures/``), both written next to the
+summary in ``results/<name>/analysis/`` (``report.html``, ``report.md``).
+
+Runs :func:`analysis.summarize.summarize` first (same options), so it needs only the trial table.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import gaps as G
+from .conclude import conclusions
+from .stats import N_BOOT
+from .summarize import Summary, key_table, summarize
+
+FIGURE_TEXT = {
+    "curves": "Learning curves per technique: training loss/accuracy measured clean (eval mode, fixed "
+              "training sample) and as trained (dropout/augmentation on), and validation; mean over seeds "
+              "with a 95% bootstrap CI band. The study's Figures 1–10 in one grid.",
+    "gaps": "Final-epoch validation loss, loss gap and accuracy gap per technique: dots are seeds, the "
+            "diamond the mean with its 95% bootstrap CI; p-values compare with no regularization.",
+    "strength": "Regularization strength vs validation loss and loss gap for each swept parameter "
+                "(search phase, each trial at the last epoch it trained).",
+    "asha": "ASHA's view of the search: validation curves of all trials by final status, rung epochs, "
+            "and the epochs each trial was given.",
+    "importances": "Optuna parameter importances of the sweep objective, for the whole study and per regularizer.",
+}
+
+
+def _hms(seconds: Any) -> str:
+    try:
+        return str(timedelta(seconds=round(float(seconds))))
+    except (TypeError, ValueError):
+        return "?"
+
+
+def setup_items(s: Summary) -> list[tuple[str, str]]:
+    """(label, text) pairs describing the experiment, from experiment.json and the trial table."""
+    e = s.experiment
+    t = s.trials
+    items: list[tuple[str, str]] = []
+    name = e.get("name") or e.get("experiment") or (t["experiment"].iloc[0] if len(t) else s.results_dir.name)
+    items.append(("Experiment", f"{name} (space: {e.get('space', '?')})"))
+    if e.get("command"):
+        items.append(("Command", f"`{e['command']}`"))
+    tm = ", ".join(f"{a} / {b}" for a, b in t[["task", "model"]].drop_duplicates().itertuples(index=False))
+    items.append(("Task / model", tm))
+    fixed = e.get("fixed") or e.get("fixed_settings") or {}
+    if fixed:
+        items.append(("Fixed settings", ", ".join(f"{k}={v}" for k, v in fixed.items())))
+    srch = e.get("search") or e.get("search_settings") or {}
+    if srch:
+        items.append(("Search", ", ".join(f"{k}={v}" for k, v in srch.items())))
+    items.append(("Budget", G.budget_statement(s.budget)))
+    planned = e.get("budget_per_regularizer")
+    if planned:
+        items.append(("Planned search trials per type (experiment.json)",
+                      ", ".join(f"{k}: {v}" for k, v in planned.items())
+                      if isinstance(planned, dict) else str(planned)))
+    seeds = G.seeds_used(t)
+    src = "confirmation phase" if (s.sources["source"] == G.SOURCE_CONFIRM).all() else \
+        "confirmation phase where available, else the best search trial"
+    items.append(("Seeds", f"{', '.join(map(str, seeds))} ({src})"))
+    hw = e.get("hardware") or {}
+    if hw:
+        gpus = hw.get("gpus") or hw.get("gpu_names") or []
+        items.append(("Hardware", f"{hw.get('cpu_count', '?')} CPUs; GPUs: {', '.join(map(str, gpus)) or 'none'}"))
+    if "wall_time_s" in e:
+        items.append(("Wall time", f"{_hms(e['wall_time_s'])} ({e.get('start_time', '?')} → {e.get('end_time', '?')})"))
+    tt = float(t["epoch_time_s"].sum()) if "epoch_time_s" in t.columns else float("nan")
+    if tt == tt:
+        items.append(("Training time summed over trials", _hms(tt)))
+    v = e.get("versions") or {}
+    if v:
+        items.append(("Versions", ", ".join(f"{k} {val}" for k, val in v.items())))
+    st = s.settings
+    items.append(("Statistics", f"95% percentile bootstrap CIs over seeds ({st['n_boot']} resamples, seed "
+                                f"{st['seed']}); difference to none: bootstrap CI and "
+                                f"{'Welch t-test' if st['test'] == 'welch' else 'permutation test'}, "
+                                "Holm-adjusted p-values in gaps.csv"))
+    return items
+
+
+def _budget_display(bt: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in ("task", "model", "regularizer", "planned", "search_trials", "completed", "stopped",
+                        "errored", "diverged", "search_epochs", "search_time_s", "confirm_runs",
+                        "confirm_seeds") if c in bt.columns]
+    d = bt[cols].copy()
+    if "search_time_s" in d:
+        d["search_time_s"] = d["search_time_s"].round(1)
+    return d
+
+
+def build(s: Summary) -> dict[str, Any]:
+    """The report's content, independent of the output format."""
+    return {
+        "title": f"Regularization study — {s.experiment.get('name') or s.results_dir.name}",
+        "setup": setup_items(s),
+        "budget": _budget_display(s.budget),
+        "table1_md": s.table1_md,
+        "table1_blocks": [(task, model, g) for (task, model), g in s.table1.groupby(["task", "model"], sort=False)],
+        "key": key_table(s.gaps),
+        "conclusions": conclusions(s.gaps, alpha=s.settings.get("alpha", 0.05), test=s.settings["test"]),
+        "figures": {k: v for k, v in s.figures.items()},
+        "notes": s.notes,
+    }
+
+
+def to_markdown(c: dict[str, Any]) -> str:
+    out = [f"# {c['title']}", "", "## Setup", ""]
+    out += [f"- **{k}:** {v}" for k, v in c["setup"]]
+    out += ["", "### Budget per regularizer type", "", G.markdown_table(c["budget"]), ""]
+    out += ["## Table 1 analogue", "", c["table1_md"].replace("### ", "### "), ""]
+    out += ["## Gap summary (final epoch)", "", "Mean [95% bootstrap CI] over seeds; Δ = technique − none; "
+            "full numbers (best epoch, clean/as-trained train metrics, Holm p) in `gaps.csv`.", "",
+            G.markdown_table(c["key"]), ""]
+    out += ["## Conclusion", ""] + [f"- {x}" for x in c["conclusions"]] + [""]
+    out += ["## Figures", ""]
+    for name, paths in c["figures"].items():
+        png = next((p for p in paths if p.suffix == ".png"), None)
+        if png is None:
+            continue
+        base = name.split("_")[0]
+        out += [f"### {name}", "", FIGURE_TEXT.get(base, ""), "",
+                f"![{name}](figures/{png.name})", f"([SVG](figures/{png.stem}.svg))", ""]
+    if c["notes"]:
+        out += ["## Notes", ""] + [f"- {n}" for n in c["notes"]] + [""]
+    return "\n".join(out)
+
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:0.8em 0;font-size:0.85em}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f2f2f2}
+img{max-width:100%;border:1px solid #eee}
+code{background:#f5f5f5;padding:1px 4px}
+.caption{color:#555;font-size:0.9em}
+.note{color:#8a5300}
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then the two bits of Markdown the generated text uses: **bold** and `code`."""
+    import re
+
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+
+def to_html(c: dict[str, Any]) -> str:
+    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(c['title'])}</title>"
+         f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(c['title'])}</h1>", "<h2>Setup</h2><ul>"]
+    h += [f"<li><strong>{html.escape(k)}:</strong> {_inline(str(v))}</li>" for k, v in c["setup"]]
+    h += ["</ul><h3>Budget per regularizer type</h3>", c["budget"].to_html(index=False, na_rep="–")]
+    h += ["<h2>Table 1 analogue</h2>"]
+    for task, model, g in c["table1_blocks"]:
+        ep = ", ".join(sorted({str(e) for e in g["epoch"]}))
+        h += [f"<h3>{html.escape(task)} / {html.escape(model)}: loss at epoch {ep} "
+              f"(= min(25, max_epochs); the study used epoch 25)</h3>",
+              G.table1_frame(g).to_html(index=False),
+              "<p class='caption'>Cross-entropy in nats; mean [95% bootstrap CI] over seeds. “As trained” = "
+              "training-batch loss with dropout/augmentation active (data term only); “clean” = eval mode on a "
+              "fixed training sample.</p>"]
+    h += ["<h2>Gap summary (final epoch)</h2><p class='caption'>Mean [95% bootstrap CI] over seeds; Δ = "
+          "technique − none; full numbers in <code>gaps.csv</code>.</p>", c["key"].to_html(index=False)]
+    h += ["<h2>Conclusion</h2><ul>"] + [f"<li>{_inline(x)}</li>" for x in c["conclusions"]] + ["</ul>"]
+    h += ["<h2>Figures</h2>"]
+    for name, paths in c["figures"].items():
+        png = next((p for p in paths if p.suffix == ".png"), None)
+        if png is None or not png.exists():
+            continue
+        b64 = base64.b64encode(png.read_bytes()).decode("ascii")
+        base = name.split("_")[0]
+        h += [f"<h3>{html.escape(name)}</h3><p class='caption'>{html.escape(FIGURE_TEXT.get(base, ''))}</p>",
+              f"<img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'>"]
+    if c["notes"]:
+        h += ["<h2>Notes</h2><ul>"] + [f"<li class='note'>{_inline(n)}</li>" for n in c["notes"]] + ["</ul>"]
+    h += ["</body></html>"]
+    return "\n".join(h)
+
+
+def report(results: str | Path, out: str | Path | None = None, **kw) -> tuple[Path, Path, Summary]:
+    """Summarise (writing all summary files and figures), then write report.html and report.md."""
+    s = summarize(results, out, **kw)
+    c = build(s)
+    md, ht = s.out_dir / "report.md", s.out_dir / "report.html"
+    md.write_text(to_markdown(c))
+    ht.write_text(to_html(c))
+    return ht, md, s
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", help="experiment directory results/<name>")
+    ap.add_argument("--out", help="output directory (default: <results>/analysis)")
+    ap.add_argument("--test", choices=("welch", "permutation"), default="welch")
+    ap.add_argument("--n-boot", type=int, default=N_BOOT)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epoch", type=int, default=25)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        ht, md, s = report(a.results, a.out, test=a.test, n_boot=a.n_boot, seed=a.seed, epoch=a.epoch)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for line in conclusions(s.gaps, test=s.settings["test"]):
+        print(f"- {line}")
+    print(f"\nwrote {ht}\nwrote {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

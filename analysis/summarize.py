@@ -1,0 +1,198 @@
+"""``python -m analysis.summarize results/<name>``: the trial table -> gap summaries and figures.
+
+Writes into ``results/<name>/analysis/`` (``--out`` to change):
+
+* ``gaps.csv``        one row per (task, model, regularizer): final- and best-epoch metrics as
+                      mean, 95% bootstrap CI, SD; difference to ``none`` with CI, p-value
+                      (Welch, or ``--test permutation``) and Holm-adjusted p; ``n_seeds``,
+                      ``source`` ("confirm" | "search-best") and ``note``
+* ``gaps_long.csv``   the same numbers, one row per metric (tidy)
+* ``per_seed.csv``    the per-run values the summary is computed from
+* ``table1.md`` / ``table1.csv``  the study's Table 1 analogue (loss at epoch min(25, max_epochs))
+* ``budget.csv``      search trials per regularizer by status, epochs and seconds spent
+* ``importances.csv`` Optuna fANOVA parameter importances (overall and per regularizer)
+* ``notes.json``      warnings and notes (fallbacks, skipped figures), the settings used
+* ``figures/{curves,gaps,strength,asha,importances}.{png,svg}`` (a ``_<task>_<model>`` suffix
+  when the table has several task/model groups)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import gaps as G
+from . import plots as P
+from .loading import load_experiment, load_study, load_trials, resolve_results_dir, searched_params
+from .stats import N_BOOT
+
+log = logging.getLogger(__name__)
+
+KEY_METRICS = ("final_val_loss", "final_gap_loss", "final_gap_acc", "final_test_acc")
+
+
+@dataclass
+class Summary:
+    results_dir: Path
+    out_dir: Path
+    trials: pd.DataFrame
+    experiment: dict[str, Any]
+    rows: pd.DataFrame
+    sources: pd.DataFrame
+    per_seed: pd.DataFrame
+    gaps_long: pd.DataFrame
+    gaps: pd.DataFrame
+    table1: pd.DataFrame
+    budget: pd.DataFrame
+    importances: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    figures: dict[str, list[Path]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def table1_md(self) -> str:
+        return G.table1_markdown(self.table1)
+
+
+def key_table(wide: pd.DataFrame, metrics=KEY_METRICS, digits: int = 3) -> pd.DataFrame:
+    """A compact display of ``gaps.csv``: key metrics as "mean [CI]" and Δ vs none with p."""
+    out = pd.DataFrame({"task/model": wide["task"] + "/" + wide["model"], "technique": wide["technique"],
+                        "n": wide["n_seeds"], "source": wide["source"]})
+    for m in metrics:
+        if f"{m}_mean" not in wide.columns or wide[f"{m}_mean"].isna().all():
+            continue
+        name = m.replace("final_", "")
+        out[name] = [G.fmt_ci(*r, digits) for r in wide[[f"{m}_mean", f"{m}_ci_lo", f"{m}_ci_hi"]].to_numpy()]
+        out[f"Δ{name} vs none"] = [G.fmt_ci(*r, digits) if r[0] == r[0] else "–"
+                                   for r in wide[[f"{m}_diff_none", f"{m}_diff_ci_lo", f"{m}_diff_ci_hi"]].to_numpy()]
+        out[f"p ({name})"] = [G.fmt_p(p) for p in wide[f"{m}_p"]]
+    return out
+
+
+def summarize(results: str | Path, out: str | Path | None = None, *, test: str = "welch",
+              n_boot: int = N_BOOT, seed: int = 0, epoch: int = 25, figures: bool = True,
+              write: bool = True) -> Summary:
+    """Compute everything (and, with ``write``, write the files listed in the module doc)."""
+    d = resolve_results_dir(results)
+    out_dir = Path(out) if out else d / "analysis"
+    trials = load_trials(d)
+    exp = load_experiment(d)
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", G.AnalysisWarning)
+        rows, sources = G.select_rows(trials)
+    notes += [str(w.message) for w in caught]
+    ps = G.per_seed_metrics(rows)
+    long = G.gap_summary_long(ps, sources, test=test, n_boot=n_boot, seed=seed)
+    wide = G.gap_summary(ps, sources, long=long)
+    t1 = G.table1(rows, sources, epoch=epoch, n_boot=n_boot, seed=seed)
+    bt = G.budget_table(trials, exp)
+    study = load_study(d, exp)
+    imp, imp_notes = P.param_importances(study, seed=seed)
+    notes += [f"Optuna importances — {n}" for n in imp_notes]
+    small = wide[(wide["source"] == G.SOURCE_CONFIRM) & (wide["n_seeds"] < 5)] if not wide.empty else wide
+    if not small.empty:
+        lo_n, hi_n = int(small["n_seeds"].min()), int(small["n_seeds"].max())
+        notes.append(f"only {lo_n}{'' if lo_n == hi_n else f'–{hi_n}'} seeds per technique: "
+                     "bootstrap CIs from so few values are too narrow and t-tests have little power")
+    s = Summary(d, out_dir, trials, exp, rows, sources, ps, long, wide, t1, bt, imp, notes,
+                settings={"test": test, "n_boot": n_boot, "seed": seed, "epoch": epoch, "alpha": 0.05})
+    if write:
+        _write(s, study_loaded=study is not None, figures=figures)
+    return s
+
+
+def _write(s: Summary, *, study_loaded: bool, figures: bool) -> None:
+    o = s.out_dir
+    o.mkdir(parents=True, exist_ok=True)
+    s.gaps.to_csv(o / "gaps.csv", index=False)
+    s.gaps_long.to_csv(o / "gaps_long.csv", index=False)
+    s.per_seed.to_csv(o / "per_seed.csv", index=False)
+    s.table1.to_csv(o / "table1.csv", index=False)
+    (o / "table1.md").write_text(s.table1_md)
+    s.budget.to_csv(o / "budget.csv", index=False)
+    s.importances.to_csv(o / "importances.csv", index=False)
+    if figures:
+        s.figures = make_figures(s)
+    meta = {"results_dir": str(s.results_dir), "settings": s.settings, "notes": s.notes,
+            "sources": s.sources.to_dict(orient="records"), "optuna_study_loaded": study_loaded,
+            "figures": {k: [p.name for p in v] for k, v in s.figures.items()}}
+    (o / "notes.json").write_text(json.dumps(meta, indent=2, default=str))
+
+
+def make_figures(s: Summary) -> dict[str, list[Path]]:
+    """All figures into ``<out>/figures``; returns {figure name: [png, svg]}."""
+    fdir = s.out_dir / "figures"
+    groups = list(G.iter_groups(s.trials))
+    multi = len(groups) > 1
+    out: dict[str, list[Path]] = {}
+    params = searched_params(s.trials)
+    for task, model, g in groups:
+        sfx = f"_{task}_{model}" if multi else ""
+        ttl = P._title(task, model)
+        rows = s.rows[(s.rows["task"] == task) & (s.rows["model"] == model)]
+        ps = s.per_seed[(s.per_seed["task"] == task) & (s.per_seed["model"] == model)] if not s.per_seed.empty else s.per_seed
+        wide = s.gaps[(s.gaps["task"] == task) & (s.gaps["model"] == model)] if not s.gaps.empty else s.gaps
+        search = g[g["phase"] == "search"]
+        if not rows.empty:
+            src = "confirmation runs" if (s.sources["source"] == G.SOURCE_CONFIRM).all() else "confirm runs / best search trial"
+            out["curves" + sfx] = P.save(P.curves(rows, seed=s.settings["seed"],
+                                                  title=f"Learning curves per technique — {ttl} ({src}; mean, 95% CI band over seeds)"),
+                                         fdir, "curves" + sfx)
+            out["gaps" + sfx] = P.save(P.gaps(ps, wide, title=f"Generalization gap per technique — {ttl}"),
+                                       fdir, "gaps" + sfx)
+        if not search.empty:
+            fig = P.strength(search, params, title=f"Regularization strength vs generalization — {ttl}")
+            if fig is not None:
+                out["strength" + sfx] = P.save(fig, fdir, "strength" + sfx)
+            else:
+                s.notes.append(f"{ttl}: no swept numeric parameter found: strength figure skipped")
+            out["asha" + sfx] = P.save(P.asha(search, s.experiment, title=f"ASHA early stopping — {ttl}"),
+                                       fdir, "asha" + sfx)
+        else:
+            s.notes.append(f"{ttl}: no search-phase trials: strength and ASHA figures skipped")
+    fig = P.importances(s.importances, [n.split("— ", 1)[-1] for n in s.notes if n.startswith("Optuna")])
+    if fig is not None:
+        out["importances"] = P.save(fig, fdir, "importances")
+    else:
+        s.notes.append("Optuna importance figure skipped (no study, or fewer than 2 completed trials/params)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m analysis.summarize", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", help="experiment directory results/<name> (or its trials.parquet)")
+    ap.add_argument("--out", help="output directory (default: <results>/analysis)")
+    ap.add_argument("--test", choices=("welch", "permutation"), default="welch", help="test vs none (default welch)")
+    ap.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap resamples (default {N_BOOT})")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap / permutation seed (default 0)")
+    ap.add_argument("--epoch", type=int, default=25, help="Table 1 epoch, capped at max_epochs (default 25)")
+    ap.add_argument("--no-figures", action="store_true", help="skip the figures")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        s = summarize(a.results, a.out, test=a.test, n_boot=a.n_boot, seed=a.seed, epoch=a.epoch,
+                      figures=not a.no_figures)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(s.table1_md)
+    print(G.markdown_table(key_table(s.gaps)))
+    print()
+    print(G.budget_statement(s.budget))
+    for n in s.notes:
+        print(f"note: {n}")
+    print(f"\nwrote {s.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
