@@ -15,9 +15,14 @@ Library (used by the CLIs and the notebooks in ``analysis/notebooks``):
 """
 from __future__ import annotations
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")  # never a display: must happen before pyplot is imported anywhere in here
+# Never a display. Only when pyplot is not imported yet, so a notebook that already chose
+# `%matplotlib inline` keeps its backend.
+if "matplotlib.pyplot" not in sys.modules:
+    matplotlib.use("Agg")
 
 from .loading import (  # noqa: E402
     load_experiment,

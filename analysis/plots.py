@@ -11,9 +11,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")
+if "matplotlib.pyplot" not in sys.modules:  # headless by default; a notebook's inline backend is kept
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
