@@ -1,0 +1,37 @@
+"""Starting or joining a Ray cluster, with the dashboard on loopback unless asked otherwise."""
+from __future__ import annotations
+
+import ray
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be reached or lacks the resources a trial asks for."""
+
+
+def connect(address: str | None, dashboard_host: str = "127.0.0.1", num_cpus: int | None = None,
+            include_dashboard: bool = True) -> str | None:
+    """Start a local cluster (default) or join ``address``; return the dashboard URL if any.
+
+    The dashboard accepts job submissions, i.e. runs code: it listens on 127.0.0.1 unless the
+    user names another host explicitly.
+    """
+    kwargs = dict(log_to_driver=False, configure_logging=False)
+    try:
+        if address:
+            ctx = ray.init(address=address, **kwargs)
+        else:
+            ctx = ray.init(num_cpus=num_cpus, include_dashboard=include_dashboard,
+                           dashboard_host=dashboard_host, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ClusterError(f"cannot connect to the Ray cluster at {address or 'a new local cluster'}: "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    url = getattr(ctx, "dashboard_url", None)
+    return f"http://{url}" if url and not url.startswith("http") else url
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    res = ray.cluster_resources()
+    if gpus_per_trial > res.get("GPU", 0):
+        raise ClusterError(f"--gpus-per-trial {gpus_per_trial}: the cluster has {res.get('GPU', 0):g} GPU(s)")
+    if cpus_per_trial > res.get("CPU", 0):
+        raise ClusterError(f"--cpus-per-trial {cpus_per_trial}: the cluster has {res.get('CPU', 0):g} CPU(s)")

@@ -1,0 +1,205 @@
+"""Search spaces: YAML files in ``search_spaces/``, validated once, turned into Optuna define-by-run.
+
+Schema (every key optional except ``description``)::
+
+    description: one line shown by --list-spaces
+    fixed:            # any TrialConfig setting (task, model, regularizer, epochs, ...)
+      regularizer: l2_dropout
+      epochs: 10
+    search:           # parameter -> distribution
+      lr: {dist: loguniform, low: 1.0e-4, high: 3.0e-3}
+      dropout: {dist: uniform, low: 0.0, high: 0.6}
+      batch_size: {dist: categorical, choices: [64, 128]}
+      regularizer:    # only for `regularizer`: a conditional choice
+        dist: conditional
+        choices:
+          none: {}
+          l2: {l2: {dist: loguniform, low: 1.0e-6, high: 1.0e-2}}
+    sweep: {num_samples: 16, grace_period: 1, reduction_factor: 2, seed: 0}
+
+Distributions: ``uniform``, ``loguniform``, ``int`` (``low``/``high`` integers, ``log`` optional),
+``categorical`` (``choices``), ``conditional`` (``regularizer`` only).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import FIELDS, ConfigError, make_config
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+DISTS = ("uniform", "loguniform", "int", "categorical", "conditional")
+TOP_KEYS = ("description", "fixed", "search", "sweep")
+SWEEP_KEYS = ("num_samples", "grace_period", "reduction_factor", "seed")
+
+
+class SpaceError(ConfigError):
+    """A space file is missing, malformed, or names an unknown key or a bad range."""
+
+
+@dataclass
+class Space:
+    name: str
+    path: Path
+    description: str
+    fixed: dict[str, Any]
+    search: dict[str, dict[str, Any]]
+    sweep: dict[str, Any] = field(default_factory=dict)
+
+    def searched_names(self) -> list[str]:
+        names: list[str] = []
+        for key, spec in self.search.items():
+            names.append(key)
+            if spec["dist"] == "conditional":
+                for sub in spec["choices"].values():
+                    names += [k for k in sub if k not in names]
+        return names
+
+
+def spaces_dir() -> Path:
+    return SPACES_DIR
+
+
+def available(directory: Path | None = None) -> dict[str, Path]:
+    d = directory or spaces_dir()
+    return {p.stem: p for p in sorted(d.glob("*.yaml"))}
+
+
+def _err(path: Path, key: str, msg: str) -> SpaceError:
+    return SpaceError(f"{path.name}: {key}: {msg}")
+
+
+def _check_dist(path: Path, key: str, spec: Any, fixed: dict[str, Any]) -> None:
+    if key not in FIELDS:
+        raise _err(path, f"search.{key}", f"unknown setting; known settings: {', '.join(sorted(FIELDS))}")
+    if not isinstance(spec, dict) or "dist" not in spec:
+        raise _err(path, f"search.{key}", "expected a mapping with 'dist'")
+    dist = spec["dist"]
+    if dist not in DISTS:
+        raise _err(path, f"search.{key}.dist", f"unknown distribution {dist!r}; allowed: {', '.join(DISTS)}")
+    allowed = {"uniform": {"dist", "low", "high"}, "loguniform": {"dist", "low", "high"},
+               "int": {"dist", "low", "high", "log"}, "categorical": {"dist", "choices"},
+               "conditional": {"dist", "choices"}}[dist]
+    extra = sorted(set(spec) - allowed)
+    if extra:
+        raise _err(path, f"search.{key}.{extra[0]}", f"unknown key for {dist}; allowed: {', '.join(sorted(allowed))}")
+    if dist == "conditional":
+        if key != "regularizer":
+            raise _err(path, f"search.{key}.dist", "conditional is only for 'regularizer'")
+        if not isinstance(spec.get("choices"), dict) or not spec["choices"]:
+            raise _err(path, f"search.{key}.choices", "expected a mapping regularizer -> {param: distribution}")
+        for reg, sub in spec["choices"].items():
+            sub = sub or {}
+            spec["choices"][reg] = sub
+            _probe(path, f"search.regularizer.choices.{reg}", {**fixed, "regularizer": reg})
+            for k, s in sub.items():
+                _check_dist(path, k, s, {**fixed, "regularizer": reg})
+        return
+    if dist == "categorical":
+        if not isinstance(spec.get("choices"), list) or not spec["choices"]:
+            raise _err(path, f"search.{key}.choices", "expected a non-empty list")
+        for v in spec["choices"]:
+            _probe(path, f"search.{key}", {**fixed, key: v})
+        return
+    for bound in ("low", "high"):
+        if not isinstance(spec.get(bound), (int, float)) or isinstance(spec.get(bound), bool):
+            raise _err(path, f"search.{key}.{bound}", "expected a number")
+    low, high = spec["low"], spec["high"]
+    if not low < high:
+        raise _err(path, f"search.{key}", f"low ({low}) must be < high ({high})")
+    if (dist == "loguniform" or spec.get("log")) and low <= 0:
+        raise _err(path, f"search.{key}.low", f"log scale needs low > 0, got {low}")
+    if dist == "int" and not (float(low).is_integer() and float(high).is_integer()):
+        raise _err(path, f"search.{key}", "int bounds must be integers")
+    # Both ends must make a valid trial (e.g. dropout < 1, lambda >= 0, contrast_lo <= contrast_hi).
+    for v in (low, high):
+        _probe(path, f"search.{key}", {**fixed, key: v})
+
+
+def _probe(path: Path, key: str, values: dict[str, Any]) -> None:
+    try:
+        make_config(values)
+    except ConfigError as e:
+        raise _err(path, key, str(e)) from None
+
+
+def load_space(name_or_path: str, directory: Path | None = None) -> Space:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        path = p
+    else:
+        spaces = available(directory)
+        if name_or_path not in spaces:
+            raise SpaceError(f"unknown space {name_or_path!r}; available: {', '.join(spaces) or '(none)'}")
+        path = spaces[name_or_path]
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise SpaceError(f"{path.name}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(doc, dict):
+        raise SpaceError(f"{path.name}: expected a mapping with keys {', '.join(TOP_KEYS)}")
+    unknown = sorted(set(doc) - set(TOP_KEYS))
+    if unknown:
+        raise _err(path, unknown[0], f"unknown key; allowed: {', '.join(TOP_KEYS)}")
+    fixed = doc.get("fixed") or {}
+    search = doc.get("search") or {}
+    sweep = doc.get("sweep") or {}
+    for k in fixed:
+        if k not in FIELDS:
+            raise _err(path, f"fixed.{k}", f"unknown setting; known settings: {', '.join(sorted(FIELDS))}")
+    for k in sweep:
+        if k not in SWEEP_KEYS:
+            raise _err(path, f"sweep.{k}", f"unknown key; allowed: {', '.join(SWEEP_KEYS)}")
+    space = Space(name=path.stem, path=path, description=str(doc.get("description", "")).strip(),
+                  fixed=dict(fixed), search=dict(search), sweep=dict(sweep))
+    validate_space(space)
+    return space
+
+
+def validate_space(space: Space) -> None:
+    """Check the fixed settings and every distribution (call again after command-line overrides)."""
+    _probe(space.path, "fixed", space.fixed)
+    for key, spec in space.search.items():
+        _check_dist(space.path, key, spec, space.fixed)
+
+
+def _suggest(trial, key: str, spec: dict[str, Any]) -> Any:
+    dist = spec["dist"]
+    if dist == "uniform":
+        return trial.suggest_float(key, spec["low"], spec["high"])
+    if dist == "loguniform":
+        return trial.suggest_float(key, spec["low"], spec["high"], log=True)
+    if dist == "int":
+        return trial.suggest_int(key, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
+    return trial.suggest_categorical(key, spec["choices"])
+
+
+def define_by_run(search: dict[str, dict[str, Any]], trial) -> None:
+    """Optuna define-by-run space: conditionals under ``regularizer`` are only sampled when chosen.
+
+    A module-level function (bound with functools.partial) so Ray can pickle it on restore.
+    """
+    for key, spec in search.items():
+        if spec["dist"] == "conditional":
+            reg = trial.suggest_categorical(key, list(spec["choices"]))
+            for sub_key, sub_spec in spec["choices"][reg].items():
+                _suggest(trial, sub_key, sub_spec)
+        else:
+            _suggest(trial, key, spec)
+
+
+def describe_all(directory: Path | None = None) -> list[tuple[str, str]]:
+    out = []
+    for name, path in available(directory).items():
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+            out.append((name, str(doc.get("description", "")).strip()))
+        except yaml.YAMLError:
+            out.append((name, "(malformed YAML)"))
+    return out
