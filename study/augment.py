@@ -27,25 +27,37 @@ def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.T
     return (ratio * x + (1.0 - ratio) * other).clamp_(0.0, 1.0)
 
 
-def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device, dtype) -> torch.Tensor:
-    u = torch.rand(n, generator=gen, device=gen.device).to(device=device, dtype=dtype)
-    return (lo + (hi - lo) * u).view(n, 1, 1, 1)
+def _draws(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """The batch's uniforms in [0, 1), one row per transform (lr flip, ud flip, brightness,
+    contrast, saturation), drawn in one call and moved to the device in one copy.
+
+    The generator is the trial's CPU generator (order and augmentation streams, saved on resume).
+    A plain ``.to("cuda")`` of a pageable tensor synchronises the stream, i.e. waits for the
+    previous batch's backward pass, once per copy; a pinned, non-blocking copy does not.
+    """
+    u = torch.rand(5, n, generator=gen, device=gen.device)
+    if u.device == device:
+        return u
+    if device.type == "cuda":
+        return u.pin_memory().to(device, non_blocking=True)
+    return u.to(device)
+
+
+def _between(u: torch.Tensor, lo: float, hi: float, dtype: torch.dtype) -> torch.Tensor:
+    return (lo + (hi - lo) * u.to(dtype)).view(-1, 1, 1, 1)
 
 
 def augment_batch(x: torch.Tensor, cfg: TrialConfig, gen: torch.Generator) -> torch.Tensor:
     n = x.shape[0]
-    dev, dt = x.device, x.dtype
-
-    def coin(p: float) -> torch.Tensor:
-        return (torch.rand(n, generator=gen, device=gen.device) < p).to(dev).view(n, 1, 1, 1)
-
-    x = torch.where(coin(cfg.flip_lr_p), x.flip(-1), x)
-    x = torch.where(coin(cfg.flip_ud_p), x.flip(-2), x)
+    dt = x.dtype
+    lr, ud, bright, contrast, sat = _draws(n, gen, x.device)
+    x = torch.where((lr < cfg.flip_lr_p).view(n, 1, 1, 1), x.flip(-1), x)
+    x = torch.where((ud < cfg.flip_ud_p).view(n, 1, 1, 1), x.flip(-2), x)
     if cfg.brightness > 0:
-        x = (x + _uniform(n, -cfg.brightness, cfg.brightness, gen, dev, dt)).clamp_(0.0, 1.0)
+        x = (x + _between(bright, -cfg.brightness, cfg.brightness, dt)).clamp_(0.0, 1.0)
     if (cfg.contrast_lo, cfg.contrast_hi) != (1.0, 1.0):
         mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
-        x = _blend(x, mean, _uniform(n, cfg.contrast_lo, cfg.contrast_hi, gen, dev, dt))
+        x = _blend(x, mean, _between(contrast, cfg.contrast_lo, cfg.contrast_hi, dt))
     if (cfg.saturation_lo, cfg.saturation_hi) != (1.0, 1.0):
-        x = _blend(x, _grey(x), _uniform(n, cfg.saturation_lo, cfg.saturation_hi, gen, dev, dt))
+        x = _blend(x, _grey(x), _between(sat, cfg.saturation_lo, cfg.saturation_hi, dt))
     return x

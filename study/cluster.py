@@ -15,6 +15,8 @@ def connect(address: str | None, dashboard_host: str = "127.0.0.1", num_cpus: in
     The dashboard accepts job submissions, i.e. runs code: it listens on 127.0.0.1 unless the
     user names another host explicitly.
     """
+    if ray.is_initialized():  # embedded use (tests, notebooks): keep the caller's cluster
+        return None
     kwargs = dict(log_to_driver=False, configure_logging=False)
     try:
         if address:

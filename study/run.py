@@ -47,6 +47,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def cfg_data_missing(fixed: dict) -> bool:
+    return bool(fixed.get("data")) and not Path(str(fixed["data"])).expanduser().exists()
+
+
 def _fail(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 2
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.confirm_only and not args.confirm_seeds:
         return _fail("--confirm-only needs --confirm-seeds S (S >= 1)")
 
+    if cfg_data_missing(space.fixed):
+        return _fail(f"data not found: {space.fixed['data']} (give a Tiny ImageNet directory or zip)")
     # Heavy imports only now: bad input answers in a fraction of a second.
     from . import sweep
     from .cluster import ClusterError, check_resources, connect

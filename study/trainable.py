@@ -1,6 +1,7 @@
 """The Ray Tune function trainable: one trial, a checkpoint per epoch, resume from the last one."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from .config import make_config
 from .training import Diverged, run_trial
 
 STATE_FILE = "state.pt"
+HISTORY_FILE = "history.json"
 
 
 def _maybe_inject_fault(trial_dir: str, epoch: int) -> None:
@@ -31,15 +33,21 @@ def train(params: dict[str, Any], fixed: dict[str, Any] | None = None, data: Any
     """``params``: what Optuna (or the confirmation grid) chose; ``fixed``: the space's settings."""
     cfg = make_config({**(fixed or {}), **params})
     resume = None
+    history: list[dict[str, Any]] = []
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
             resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+            history = json.loads((Path(d) / HISTORY_FILE).read_text())["epochs"]
     trial_dir = tune.get_context().get_trial_dir()
 
     def report(metrics: dict[str, Any], get_state) -> None:
+        # Every checkpoint also carries all epochs' metrics so far: Tune can drop the result of a
+        # report that is followed at once by a failure, while the checkpoint itself persists.
+        history.append(dict(metrics))
         with tempfile.TemporaryDirectory() as d:
             torch.save(get_state(), Path(d) / STATE_FILE)
+            (Path(d) / HISTORY_FILE).write_text(json.dumps({"params": params, "epochs": history}))
             tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_inject_fault(trial_dir, metrics["epoch"])
 

@@ -37,22 +37,33 @@ def read_trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_checkpoint_history(trial_dir: Path) -> dict[str, Any]:
+    """The metric history saved in the trial's latest checkpoint (see study.trainable)."""
+    ckpts = sorted(trial_dir.glob("checkpoint_*/history.json"))
+    if not ckpts:
+        return {}
+    try:
+        return json.loads(ckpts[-1].read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[str, Any],
             searched: list[str], statuses: dict[str, str] | None = None) -> pd.DataFrame:
     """Long table for one Ray experiment directory (e.g. ``results/NAME/ray/search``)."""
     records = []
     for trial_dir in sorted(p for p in Path(experiment_dir).iterdir() if p.is_dir()):
         rows = read_trial_rows(trial_dir)
-        if not rows:
-            continue
-        by_epoch: dict[int, dict] = {}
+        history = read_checkpoint_history(trial_dir)
+        by_epoch: dict[int, dict] = {int(r["epoch"]): r for r in history.get("epochs", [])}
         for r in rows:
             if "epoch" in r:
                 by_epoch[int(r["epoch"])] = r  # latest report of an epoch wins
-        if not by_epoch:
+        if not by_epoch or not (rows or history):
             continue
-        last = by_epoch[max(by_epoch)]
-        params = last.get("config", {})
+        last = rows[-1] if rows else {"trial_id": trial_dir.name.split("_")[-2] if "_" in trial_dir.name
+                                      else trial_dir.name, "config": history.get("params", {})}
+        params = last.get("config") or history.get("params", {})
         params = params.get("full_config", params)  # confirmation trials carry the whole config
         cfg = make_config({**fixed, **params})
         trial_id = f"{phase}-{last['trial_id']}"

@@ -1,0 +1,161 @@
+"""The sweep on a real local Ray cluster: ASHA, trial table, Optuna storage, retries, resume,
+confirmation, the POS task, the dashboard on loopback."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import psutil
+import pytest
+import ray
+
+from posgen import make_nltk_data
+from study.run import main
+
+REQUIRED = {"experiment", "phase", "trial_id", "task", "model", "regularizer", "seed", "lr", "l2", "dropout",
+            "max_epochs", "epoch", "train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss",
+            "val_acc", "gap_loss", "gap_acc", "test_loss", "test_acc", "status", "config", "searched"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ["REGSTUDY_FAULT"] = "raise_once@1"  # workers inherit it: every trial fails once
+    os.environ["REGSTUDY_OFFLINE"] = "1"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    os.environ.pop("REGSTUDY_FAULT", None)
+
+
+def result_epochs(trial_dir: Path) -> list[int]:
+    return [json.loads(l)["epoch"] for l in (trial_dir / "result.json").read_text().splitlines() if l.strip()]
+
+
+def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, cache_dir, capsys):
+    results = tmp_path / "results"
+    common = ["--space", "l2_dropout", "--data", str(tiny_zip), "--classes", "4", "--max-epochs", "3",
+              "--set", "batch_size=16", "--name", "exp", "--results-dir", str(results)]
+    rc = main(common + ["--num-samples", "6", "--grace-period", "1", "--reduction-factor", "3",
+                        "--max-concurrent", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    exp = results / "exp"
+    table = pd.read_parquet(exp / "trials.parquet")
+    assert REQUIRED <= set(table.columns)
+    search = table[table.phase == "search"]
+    assert search.trial_id.nunique() == 6
+    # each epoch of each trial exactly once, epochs 1..n without holes
+    for tid, g in search.groupby("trial_id"):
+        assert sorted(g.epoch) == list(range(1, len(g) + 1)), tid
+    per_trial = search.groupby("trial_id").agg(n=("epoch", "max"), status=("status", "first"))
+    assert set(per_trial.status) <= {"completed", "stopped"}
+    assert (per_trial[per_trial.status == "completed"].n == 3).all()
+    assert (per_trial[per_trial.status == "stopped"].n < 3).all()
+    assert (per_trial.status == "stopped").sum() >= 1  # ASHA stopped something
+    # test metrics only on the final epoch of full-budget trials
+    assert search[search.test_acc.notna()].epoch.eq(3).all()
+    # the injected fault hit every trial once after epoch 1, and the retry resumed from its checkpoint:
+    # epoch 1 is reported once, not twice (a restart from scratch would report it again)
+    trial_dirs = [d for d in (exp / "ray" / "search").iterdir() if d.is_dir()]
+    assert len(trial_dirs) == 6
+    retried = 0
+    for d in trial_dirs:
+        rows = search[search.trial_id == f"search-{d.name.split('_')[1]}"]
+        if rows.epoch.max() > 1:  # (ASHA may stop a trial inside its epoch-1 report, before the fault)
+            assert (d / ".fault_injected").exists()
+            retried += 1
+        assert sorted(rows.epoch) == list(range(1, rows.epoch.max() + 1))
+    assert retried >= 1
+    # the Optuna study is in SQLite with every trial and its searched parameters
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{exp / 'optuna.db'}")
+    assert len(study.trials) == 6
+    assert all({"lr", "l2", "dropout"} <= set(t.params) for t in study.trials)
+    # the table's parameters are the ones Optuna proposed
+    lrs = sorted(round(t.params["lr"], 12) for t in study.trials)
+    assert sorted(round(v, 12) for v in search.drop_duplicates("trial_id").lr) == lrs
+    summary = pd.read_csv(exp / "summary.csv")
+    assert len(summary) == 6 and {"best_epoch", "best_val_loss", "final_val_loss", "epochs_run"} <= set(summary.columns)
+    assert "best configuration per regularizer" in out and "l2_dropout" in out
+    meta = json.loads((exp / "experiment.json").read_text())
+    assert meta["budget_per_regularizer"] == {"l2_dropout": 6} and meta["wall_time_s"] > 0
+
+    # confirmation later on the same experiment: best config, seeds 1..2, full budget, no early stop
+    rc = main(common + ["--confirm-only", "--confirm-seeds", "2", "--resume"])
+    assert rc == 0
+    table = pd.read_parquet(exp / "trials.parquet")
+    conf = table[table.phase == "confirm"]
+    assert sorted(conf.drop_duplicates("trial_id").seed) == [1, 2]
+    assert (conf.groupby("trial_id").epoch.max() == 3).all() and set(conf.status) == {"completed"}
+    best = summary.sort_values("best_val_loss").iloc[0]
+    assert conf.lr.round(12).unique().tolist() == [round(best.lr, 12)]
+    assert len(table[table.phase == "search"]) == len(search)  # search rows untouched
+
+
+def test_pos_sweep(cluster, tmp_path):
+    nltk_dir = make_nltk_data(tmp_path / "nltk", "treebank", n=60)
+    results = tmp_path / "results"
+    rc = main(["--space", "pos_l2_dropout", "--nltk-data", str(nltk_dir), "--max-epochs", "2", "--num-samples", "2",
+               "--set", "hidden=16", "--set", "embed_dim=16", "--name", "pos", "--results-dir", str(results)])
+    assert rc == 0
+    t = pd.read_parquet(results / "pos" / "trials.parquet")
+    assert set(t.task) == {"pos"} and set(t.model) == {"rnn"} and t.trial_id.nunique() == 2
+    assert t.val_acc.between(0, 1).all() and "test_acc_oov" in t.columns
+
+
+def test_resume_after_killed_driver_and_dashboard_on_loopback(tiny_zip, tmp_path, cache_dir):
+    """A driver with its own cluster (and dashboard) is SIGKILLed mid-sweep; --resume finishes."""
+    ray.shutdown()  # the driver below starts its own cluster; free the CPUs of the shared one
+    results = tmp_path / "results"
+    args = ["--space", "l2_dropout", "--data", str(tiny_zip), "--classes", "4", "--max-epochs", "2",
+            "--set", "batch_size=16", "--name", "r", "--results-dir", str(results), "--num-samples", "3",
+            "--max-concurrent", "1", "--num-cpus", "1", "--grace-period", "2"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "REGSTUDY_FAULT": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "study.run", *args], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    search_dir = results / "r" / "ray" / "search"
+    dashboard_ok = listen = None
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            if dashboard_ok is None:
+                try:
+                    dashboard_ok = urllib.request.urlopen("http://127.0.0.1:8265/", timeout=2).status
+                    listen = {c.laddr.ip for c in psutil.net_connections("inet")
+                              if c.laddr and c.laddr.port == 8265 and c.status == psutil.CONN_LISTEN}
+                except OSError:
+                    pass
+            done = [d for d in search_dir.glob("*/result.json") if len(result_epochs(d.parent)) >= 2]
+            if done:
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial finished in time")
+        time.sleep(1.0)  # let Tune snapshot the finished trial
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert dashboard_ok == 200 and listen == {"127.0.0.1"}
+    finished_before = {d.parent.name: len(result_epochs(d.parent)) for d in done}
+
+    os.environ["REGSTUDY_FAULT"] = ""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(args + ["--resume"]) == 0
+    finally:
+        ray.shutdown()
+    table = pd.read_parquet(results / "r" / "trials.parquet")
+    assert table.trial_id.nunique() == 3
+    assert not table.duplicated(["trial_id", "epoch"]).any()
+    for name, n in finished_before.items():  # completed trials were not re-run
+        assert len(result_epochs(search_dir / name)) == n
+    study = optuna.load_study(study_name="r", storage=f"sqlite:///{results / 'r' / 'optuna.db'}")
+    assert len(study.trials) >= 3
