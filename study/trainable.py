@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -40,6 +41,7 @@ def train(params: dict[str, Any], fixed: dict[str, Any] | None = None, data: Any
             resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
             history = json.loads((Path(d) / HISTORY_FILE).read_text())["epochs"]
     trial_dir = tune.get_context().get_trial_dir()
+    node_id = ray.get_runtime_context().get_node_id()  # which node ran each epoch (multi-node runs)
 
     def report(metrics: dict[str, Any], get_state) -> None:
         # Every checkpoint also carries all epochs' metrics so far: Tune can drop the result of a
@@ -48,7 +50,7 @@ def train(params: dict[str, Any], fixed: dict[str, Any] | None = None, data: Any
         with tempfile.TemporaryDirectory() as d:
             torch.save(get_state(), Path(d) / STATE_FILE)
             (Path(d) / HISTORY_FILE).write_text(json.dumps({"params": params, "epochs": history}))
-            tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(d))
         _maybe_inject_fault(trial_dir, metrics["epoch"])
 
     try:
