@@ -98,6 +98,20 @@ def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, 
     assert conf.lr.round(12).unique().tolist() == [round(best.lr, 12)]
     assert len(table[table.phase == "search"]) == len(search)  # search rows untouched
 
+    # ... and the analysis of it: summarize + report, consistent with the table
+    from analysis.report import main as report_main
+    assert report_main([str(exp)]) == 0
+    out_dir = exp / "analysis"
+    for name in ("gaps.csv", "table1.md", "report.html", "report.md", "figures/curves.png", "figures/gaps.png",
+                 "figures/asha.png", "figures/strength.png"):
+        assert (out_dir / name).exists(), name
+    gaps = pd.read_csv(out_dir / "gaps.csv")
+    row = gaps[gaps.regularizer == "l2_dropout"].iloc[0]
+    assert row.n_seeds == 2 and row.source == "confirm"
+    final = conf.sort_values("epoch").groupby("trial_id").val_loss.last()
+    val_col = [c for c in gaps.columns if "val_loss" in c and c.endswith("_mean") and "final" in c][0]
+    assert row[val_col] == pytest.approx(final.mean())
+
 
 def test_pos_sweep(cluster, tmp_path):
     nltk_dir = make_nltk_data(tmp_path / "nltk", "treebank", n=60)
