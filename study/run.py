@@ -12,12 +12,15 @@ from pathlib import Path
 
 from .config import ConfigError, make_config, parse_set
 from .errors import USER_ERRORS
-from .spaces import describe_all, load_space, validate_space
+from .spaces import Space, describe_all, load_space, validate_space
+
+DEFAULT_SPACE = "l2_dropout"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study.run", description="Run a regularization sweep.")
-    p.add_argument("--space", default="l2_dropout", help="search space name (see --list-spaces) or a YAML path")
+    p.add_argument("--space", help=f"search space name (see --list-spaces) or a YAML path (default {DEFAULT_SPACE}; "
+                   "with --resume/--confirm-only: the experiment's)")
     p.add_argument("--list-spaces", action="store_true", help="print the spaces and exit")
     p.add_argument("--name", help="experiment name (default: the space name)")
     p.add_argument("--results-dir", type=Path, default=Path("results"))
@@ -42,9 +45,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment of this --name")
     p.add_argument("--confirm-seeds", type=int, default=0, help="after the search, re-run the best config "
                    "per regularizer with this many seeds (0: skip)")
-    p.add_argument("--confirm-only", action="store_true", help="only the confirmation phase, on an existing experiment")
-    p.add_argument("--confirm-top-k", type=int, default=1)
+    p.add_argument("--confirm-only", action="store_true",
+                   help="only the confirmation phase, on the existing experiment --name (needs --confirm-seeds)")
+    p.add_argument("--confirm-top-k", type=int, default=1, help="configurations per regularizer to confirm")
+    p.add_argument("--table-refresh-s", type=float, default=30.0,
+                   help="rewrite the trial table at most this often while trials run (0: on every result)")
     return p
+
+
+LOCATION_KEYS = ("data", "nltk_data", "cache_dir")  # may differ on --resume (data moved)
 
 
 def cfg_data_missing(fixed: dict) -> bool:
@@ -56,6 +65,45 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _overrides(args) -> dict:
+    overrides = parse_set(args.set)
+    for key, value in (("data", args.data), ("nltk_data", args.nltk_data), ("classes", args.classes),
+                       ("epochs", args.max_epochs)):
+        if value is not None:
+            overrides[key] = value
+    return overrides
+
+
+def _recorded_space(exp_dir: Path, args, overrides: dict) -> Space:
+    """The space of an existing experiment, as recorded in its experiment.json: a resumed or
+    confirmed experiment keeps its settings (only the data location may change)."""
+    meta = json.loads((exp_dir / "experiment.json").read_text())
+    if args.space and args.space != meta.get("space") and Path(args.space).stem != meta.get("space"):
+        raise ConfigError(f"--space {args.space}: experiment {exp_dir.name!r} was run with space "
+                          f"{meta.get('space')!r}")
+    fixed = dict(meta.get("fixed", {}))
+    recorded = make_config(fixed).to_dict()
+    for key, value in overrides.items():
+        if key in LOCATION_KEYS:
+            fixed[key] = value
+        elif make_config({**fixed, key: value}).to_dict()[key] != recorded[key]:
+            raise ConfigError(f"{key}={value}: experiment {exp_dir.name!r} was run with {key}={recorded[key]}; "
+                              f"a resumed or confirmed experiment keeps its settings (use a new --name)")
+    sd = meta.get("space_definition", {})
+    space = Space(name=meta.get("space", "?"), path=exp_dir / "experiment.json",
+                  description=meta.get("description", ""), fixed=fixed, search=sd.get("search", {}),
+                  sweep=sd.get("sweep", {}))
+    return space
+
+
+def _dashboard_url() -> str | None:
+    try:  # the cluster was started by the caller (tests, notebooks): ask it where its dashboard is
+        import ray
+        return ray._private.worker.global_worker.node.address_info.get("webui_url") or None
+    except Exception:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
@@ -64,63 +112,69 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:16s} {desc}")
         return 0
     try:
-        space = load_space(args.space)
-        overrides = parse_set(args.set)
-        for key, value in (("data", args.data), ("nltk_data", args.nltk_data), ("classes", args.classes),
-                           ("epochs", args.max_epochs)):
-            if value is not None:
-                overrides[key] = value
-        space.fixed = {**space.fixed, **overrides}
-        validate_space(space)
         for key in ("num_samples", "grace_period", "max_concurrent", "confirm_seeds", "confirm_top_k"):
             v = getattr(args, key, None)
-            if v is not None and v < (0 if key == "confirm_seeds" else 1):
-                raise ConfigError(f"--{key.replace('_', '-')}: {v} is out of range; allowed: >= 1")
+            low = 0 if key == "confirm_seeds" else 1
+            if v is not None and v < low:
+                raise ConfigError(f"--{key.replace('_', '-')}: {v} is out of range; allowed: >= {low}")
         if args.reduction_factor is not None and args.reduction_factor <= 1:
             raise ConfigError(f"--reduction-factor: {args.reduction_factor} is out of range; allowed: > 1")
         if args.cpus_per_trial <= 0 or (args.gpus_per_trial is not None and args.gpus_per_trial < 0):
             raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+        if args.confirm_only and not args.confirm_seeds:
+            raise ConfigError("--confirm-only needs --confirm-seeds S (S >= 1)")
+        overrides = _overrides(args)
+        continuing = args.resume or args.confirm_only
+        if continuing:
+            if not args.name:
+                raise ConfigError(f"--{'resume' if args.resume else 'confirm-only'} needs the --name of "
+                                  "an existing experiment")
+            exp_dir = (args.results_dir / args.name).resolve()
+            if not (exp_dir / "experiment.json").exists():
+                raise ConfigError(f"no experiment {args.name!r} in {args.results_dir} to "
+                                  f"{'resume' if args.resume else 'confirm'}")
+            space = _recorded_space(exp_dir, args, overrides)
+        else:
+            space = load_space(args.space or DEFAULT_SPACE)
+            space.fixed = {**space.fixed, **overrides}
+            validate_space(space)
+            exp_dir = (args.results_dir / (args.name or space.name)).resolve()
+            if exp_dir.exists() and any(exp_dir.iterdir()):
+                raise ConfigError(f"experiment {exp_dir.name!r} already exists in {exp_dir.parent}; "
+                                  "use --resume to continue it, or another --name")
+        cfg = make_config(space.fixed)
     except ConfigError as e:
         return _fail(str(e))
-    name = args.name or space.name
-    exp_dir = (args.results_dir / name).resolve()
-    existing = (exp_dir / "experiment.json").exists()
-    if args.confirm_only or args.resume:
-        if not existing:
-            return _fail(f"no experiment {name!r} in {args.results_dir} to "
-                         f"{'confirm' if args.confirm_only else 'resume'}")
-    elif existing or (exp_dir.exists() and any(exp_dir.iterdir())):
-        return _fail(f"experiment {name!r} already exists in {exp_dir}; use --resume to continue it "
-                     f"or another --name")
-    if args.confirm_only and not args.confirm_seeds:
-        return _fail("--confirm-only needs --confirm-seeds S (S >= 1)")
-
+    name = exp_dir.name
     if cfg_data_missing(space.fixed):
         return _fail(f"data not found: {space.fixed['data']} (give a Tiny ImageNet directory or zip)")
     # Heavy imports only now: bad input answers in a fraction of a second.
     from . import sweep
     from .cluster import ClusterError, check_resources, connect
 
-    sweep_cfg = space.sweep
     try:
-        cfg = make_config(space.fixed)
-        url = connect(args.address, args.dashboard_host, args.num_cpus)
-    except ConfigError as e:
-        return _fail(str(e))
+        url = connect(args.address, args.dashboard_host, args.num_cpus) or _dashboard_url()
     except ClusterError as e:
         return _fail(str(e))
     import ray
     gpus = args.gpus_per_trial
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    recorded = sweep.read_experiment(exp_dir).get("search", {}) if continuing else {}
+    sweep_cfg = {**space.sweep, **recorded}
+
+    def pick(cli, key, default, kind):
+        return kind(cli) if cli is not None and not continuing else kind(sweep_cfg.get(key, default))
+
     s = sweep.SweepSettings(
         name=name, results_dir=args.results_dir,
-        num_samples=args.num_samples or int(sweep_cfg.get("num_samples", 8)),
+        num_samples=pick(args.num_samples, "num_samples", 8, int),
         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
-        grace_period=args.grace_period or int(sweep_cfg.get("grace_period", 1)),
-        reduction_factor=args.reduction_factor or float(sweep_cfg.get("reduction_factor", 2)),
-        seed=args.seed if args.seed is not None else int(sweep_cfg.get("seed", 0)),
-        max_failures=args.max_failures, optuna_storage=args.optuna_storage)
+        grace_period=pick(args.grace_period, "grace_period", 1, int),
+        reduction_factor=pick(args.reduction_factor, "reduction_factor", 2, float),
+        seed=pick(args.seed, "seed", 0, int),
+        max_failures=args.max_failures, optuna_storage=args.optuna_storage,
+        table_refresh_s=args.table_refresh_s)
     try:
         check_resources(s.cpus_per_trial, s.gpus_per_trial)
         print(f"Ray dashboard: {url or '(not running)'}", flush=True)
@@ -128,23 +182,30 @@ def main(argv: list[str] | None = None) -> int:
         data = sweep.load_task_data(cfg)
     except (ClusterError, *USER_ERRORS) as e:
         return _fail(str(e))
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    sweep.write_experiment_json(s, space, ["python", "-m", "study.run", *argv], {"start_time": started})
+    sweep.start_experiment(s, space, ["python", "-m", "study.run", *argv])
+    print(f"experiment {name!r}: {exp_dir} (space {space.name!r}, {s.num_samples} search trials, "
+          f"max {cfg.epochs} epochs)", flush=True)
     table = None
+    data_ref = ray.put(data)  # one copy in the object store, shared by both phases
+    del data
     if not args.confirm_only:
-        table = sweep.run_search(s, space, data, resume=args.resume)
+        table = sweep.run_search(s, space, data_ref, resume=args.resume)
     if args.confirm_seeds:
-        table = sweep.run_confirm(s, space, data, seeds=args.confirm_seeds, top_k=args.confirm_top_k)
+        try:
+            table = sweep.run_confirm(s, space, data_ref, seeds=args.confirm_seeds, top_k=args.confirm_top_k)
+        except RuntimeError as e:
+            return _fail(str(e))
     if table is None or table.empty:
         return _fail("no trial reported a result; see the Ray logs under " + str(exp_dir / "ray"))
-    sweep.write_experiment_json(s, space, ["python", "-m", "study.run", *argv], {
-        "end_time": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_time_s": round(time.time() - t0, 1),
-        "budget_per_regularizer": sweep.budget_per_regularizer(table),
-        "confirm_seeds": args.confirm_seeds})
+    sweep.finish_experiment(s, table, t0)
     _print_best(table)
-    print(f"trial table: {exp_dir / 'trials.parquet'} (+ trials.csv, summary.csv); "
-          f"Optuna study {name!r} in {s.storage if not args.optuna_storage else args.optuna_storage}")
+    print(f"trial table: {exp_dir / 'trials.parquet'} (+ trials.csv, summary.csv, experiment.json); "
+          f"Optuna study {name!r} in {s.storage}")
+    search = table[table["phase"] == "search"]
+    if len(search) and search["status"].eq("errored").all():
+        print(f"error: every search trial failed; see the trial logs under {exp_dir / 'ray' / 'search'}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -153,12 +214,22 @@ def _print_best(table) -> None:
     best = best_per_regularizer(table)
     counts = table[table["phase"] == "search"].drop_duplicates("trial_id")["status"].value_counts().to_dict()
     print(f"search trials by status: {counts}")
-    print("best configuration per regularizer (lowest validation loss):")
+    print("best configuration per regularizer (search phase, lowest validation loss at any epoch):")
     for _, row in best.iterrows():
-        searched = json.loads(table.loc[table["trial_id"] == row["trial_id"], "searched"].iloc[0])
-        params = ", ".join(f"{k}={row[k]:.4g}" for k in searched if k in row and row[k] == row[k])
+        searched = json.loads(row["searched"])
+        params = ", ".join(f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}"
+                           for k in searched if k in row and row[k] == row[k])
         print(f"  {row['regularizer']:11s} val_loss={row['best_val_loss']:.4f} (epoch {int(row['best_epoch'])}) "
               f"val_acc={row['best_val_acc']:.3f} gap_loss={row['best_gap_loss']:.4f}  {params}  [{row['trial_id']}]")
+    conf = table[(table["phase"] == "confirm") & (table["status"] == "completed")]
+    if len(conf):
+        last = conf.sort_values("epoch").groupby("trial_id").tail(1)
+        print("confirmation (full budget, fresh seeds; mean +- sd over seeds of the final epoch):")
+        for reg, g in last.groupby("regularizer"):
+            sd = lambda c: g[c].std(ddof=1) if len(g) > 1 else float("nan")  # noqa: E731
+            print(f"  {reg:11s} n={len(g)} val_loss={g['val_loss'].mean():.4f}+-{sd('val_loss'):.4f} "
+                  f"gap_loss={g['gap_loss'].mean():.4f}+-{sd('gap_loss'):.4f} "
+                  f"test_acc={g['test_acc'].mean():.3f}+-{sd('test_acc'):.3f}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,24 @@
-"""The sweep: Ray Tune + OptunaSearch (TPE) + ASHA, and the multi-seed confirmation phase."""
+"""The sweep: Ray Tune + OptunaSearch (TPE) + ASHA, and the multi-seed confirmation phase.
+
+Layout of an experiment directory ``results/NAME/``::
+
+    experiment.json          what was run (space, fixed settings, search settings, plan of the
+                             confirmation, hardware, versions, times, budget per regularizer)
+    optuna.db                the Optuna study (default storage; study name = NAME)
+    ray/search/              Ray Tune experiment of the search (trial dirs ``trial_<id>``)
+    ray/confirm/             Ray Tune experiment of the confirmation grid
+    statuses.json            Tune's final status per trial and phase (for the table)
+    trials.parquet/.csv      the long trial table (study.trial_table), summary.csv
+"""
 from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +33,10 @@ from ray.tune.search.optuna import OptunaSearch
 from . import trial_table
 from .config import make_config
 from .spaces import Space, define_by_run
-from .trainable import train
+from .trainable import train, train_confirm
 
 METRIC, MODE = "val_loss", "min"
+PHASES = ("search", "confirm")
 
 
 @dataclass
@@ -39,10 +52,11 @@ class SweepSettings:
     seed: int = 0
     max_failures: int = 2
     optuna_storage: str | None = None
+    table_refresh_s: float = 30.0
 
     @property
     def exp_dir(self) -> Path:
-        return (self.results_dir / self.name).resolve()
+        return (Path(self.results_dir) / self.name).resolve()
 
     @property
     def storage(self) -> str:
@@ -50,7 +64,8 @@ class SweepSettings:
 
 
 def load_task_data(cfg) -> Any:
-    """Decode/encode the dataset once in the driver; trials get it through the object store."""
+    """Decode/encode the dataset once in the driver; trials get it through the object store
+    (``tune.with_parameters``: one copy per node, zero-copy for numpy arrays)."""
     if cfg.task == "image":
         from .tinyimagenet import load_splits
         return load_splits(cfg)
@@ -58,109 +73,181 @@ def load_task_data(cfg) -> Any:
     return load_corpus(cfg)
 
 
-class TableCallback(tune.Callback):
-    """Rebuild the trial table while the sweep runs (at most every ``every_s`` seconds)."""
-
-    def __init__(self, refresh, every_s: float = 30.0):
-        self.refresh, self.every_s, self.last = refresh, every_s, 0.0
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if time.monotonic() - self.last > self.every_s:
-            self.last = time.monotonic()
-            try:
-                self.refresh(None)
-            except Exception as e:  # a refresh must never kill the sweep; the final write reports errors
-                print(f"warning: trial table refresh failed: {e}")
+def trial_dirname(trial) -> str:
+    """Short trial directory names (``trial_<trial_id>``) instead of Tune's parameter soup."""
+    return f"{trial_table.TRIAL_DIR_PREFIX}{trial.trial_id}"
 
 
-def _trainable(fixed: dict, data_ref: Any, s: SweepSettings, confirm: bool = False):
-    fn = train_confirm if confirm else train
-    fn = tune.with_parameters(fn, fixed=fixed, data=data_ref)
-    return tune.with_resources(fn, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+# --- experiment.json and statuses.json --------------------------------------------------------
+
+def read_experiment(exp_dir: Path) -> dict[str, Any]:
+    path = Path(exp_dir) / "experiment.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def train_confirm(config: dict, fixed: dict | None = None, data: Any = None) -> None:
-    train(config["full_config"], {}, data)
-
-
-def _statuses(results) -> dict[str, str]:
-    out = {}
-    for r in results:
-        tid = (r.metrics or {}).get("trial_id") or Path(r.path).name
-        out[tid] = "errored" if r.error else "done"
-    return out
+def update_experiment(s: SweepSettings, **fields: Any) -> dict[str, Any]:
+    doc = read_experiment(s.exp_dir)
+    doc.update(fields)
+    trial_table.atomic_write_text(json.dumps(doc, indent=1, default=str), s.exp_dir / "experiment.json")
+    return doc
 
 
 def hardware() -> dict[str, Any]:
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    res = ray.cluster_resources() if ray.is_initialized() else {}
     return {"cpu_count": os.cpu_count(), "gpus": gpus, "platform": platform.platform(),
-            "cluster": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")}}
+            "cluster": {k: v for k, v in res.items() if k in ("CPU", "GPU", "memory")},
+            "nodes": len([n for n in ray.nodes() if n.get("Alive")]) if ray.is_initialized() else 0}
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     return {"ray": ray.__version__, "optuna": optuna.__version__, "torch": torch.__version__,
             "pandas": pd.__version__}
 
 
-def write_experiment_json(s: SweepSettings, space: Space, argv: list[str], extra: dict) -> None:
-    path = s.exp_dir / "experiment.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    doc.update({
-        "name": s.name, "space": space.name, "description": space.description, "command": argv,
-        "fixed": space.fixed, "searched": space.searched_names(),
-        "search": {"num_samples": s.num_samples, "grace_period": s.grace_period,
-                   "reduction_factor": s.reduction_factor, "max_t": make_config(space.fixed).epochs,
-                   "seed": s.seed, "max_concurrent": s.max_concurrent, "cpus_per_trial": s.cpus_per_trial,
-                   "gpus_per_trial": s.gpus_per_trial},
-        "optuna_study": s.name, "optuna_storage": s.storage if not s.optuna_storage else "(user-given)",
-        "hardware": hardware(), "versions": _versions(), **extra,
-    })
-    trial_table.atomic_write_text(json.dumps(doc, indent=1, default=str), path)
-
-
-def refresh_table(s: SweepSettings, space: Space, statuses: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
-    """Rebuild trials.parquet/.csv and summary.csv from every phase's trial directories."""
-    frames = []
-    for phase in ("search", "confirm"):
-        d = s.exp_dir / "ray" / phase
-        if d.is_dir():
-            frames.append(trial_table.collect(d, experiment=s.name, phase=phase, fixed=space.fixed,
-                                              searched=space.searched_names(),
-                                              statuses=(statuses or {}).get(phase)))
-    table = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(
-        not f.empty for f in frames) else pd.DataFrame()
-    if not table.empty:
-        trial_table.write_tables(table, s.exp_dir)
-    return table
+def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
+    """Record what is about to run (a new experiment) or append this command (resume/confirm)."""
+    doc = read_experiment(s.exp_dir)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    commands = doc.get("commands", []) + [{"argv": argv, "time": now}]
+    if not doc:
+        cfg = make_config(space.fixed)
+        doc = {
+            "name": s.name, "space": space.name, "description": space.description,
+            "command": argv, "start_time": now,
+            "fixed": space.fixed, "searched": space.searched_names(),
+            "space_definition": {"search": space.search, "sweep": space.sweep},
+            "search": {"num_samples": s.num_samples, "sampler": "TPE", "seed": s.seed,
+                       "scheduler": "ASHA", "metric": METRIC, "mode": MODE, "grace_period": s.grace_period,
+                       "reduction_factor": s.reduction_factor, "max_t": cfg.epochs,
+                       "trial_seed": cfg.seed, "max_concurrent": s.max_concurrent,
+                       "cpus_per_trial": s.cpus_per_trial, "gpus_per_trial": s.gpus_per_trial,
+                       "max_failures": s.max_failures},
+            "optuna_study": s.name,
+            "optuna_storage": s.storage if not s.optuna_storage else "(user-given: --optuna-storage)",
+        }
+    else:
+        doc["fixed"] = space.fixed  # the same settings; only the data location may have moved
+    doc.update(commands=commands, hardware=hardware(), versions=versions())
+    s.exp_dir.mkdir(parents=True, exist_ok=True)
+    trial_table.atomic_write_text(json.dumps(doc, indent=1, default=str), s.exp_dir / "experiment.json")
 
 
 def _status_file(s: SweepSettings) -> Path:
     return s.exp_dir / "statuses.json"
 
 
-def _save_statuses(s: SweepSettings, phase: str, st: dict[str, str]) -> dict[str, dict[str, str]]:
-    path = _status_file(s)
-    all_st = json.loads(path.read_text()) if path.exists() else {}
-    all_st[phase] = st
-    trial_table.atomic_write_text(json.dumps(all_st), path)
-    return all_st
-
-
-def _load_statuses(s: SweepSettings) -> dict[str, dict[str, str]]:
+def load_statuses(s: SweepSettings) -> dict[str, dict[str, str]]:
     path = _status_file(s)
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_statuses(s: SweepSettings, phase: str, statuses: dict[str, str]) -> None:
+    doc = load_statuses(s)
+    doc[phase] = statuses
+    trial_table.atomic_write_text(json.dumps(doc, indent=1), _status_file(s))
+
+
+def result_statuses(results) -> dict[str, str]:
+    """Tune's final status per trial id from a ResultGrid: "errored" or "done"."""
+    out = {}
+    for r in results:
+        tid = (r.metrics or {}).get("trial_id")
+        if tid is None and r.path:
+            name = Path(r.path).name
+            tid = name[len(trial_table.TRIAL_DIR_PREFIX):] if name.startswith(trial_table.TRIAL_DIR_PREFIX) else name
+        out[str(tid)] = "errored" if r.error else "done"
+    return out
+
+
+# --- the trial table ----------------------------------------------------------------------------
+
+def refresh_table(s: SweepSettings, live: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
+    """Rebuild trials.parquet/.csv and summary.csv from every phase's trial directories.
+
+    ``live``: statuses of a phase still running (from :class:`TableCallback`); a phase with a
+    saved entry in statuses.json has finished.
+    """
+    meta = read_experiment(s.exp_dir)
+    saved = load_statuses(s)
+    frames = []
+    for phase in PHASES:
+        running = live is not None and phase in live
+        frame = trial_table.collect(
+            s.exp_dir / "ray" / phase, experiment=s.name, phase=phase, fixed=meta.get("fixed", {}),
+            searched=meta.get("searched", []),
+            statuses=live[phase] if running else saved.get(phase),
+            finished=not running and phase in saved)
+        if not frame.empty:
+            frames.append(frame)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not table.empty:
+        trial_table.write_tables(table, s.exp_dir)
+    return table
+
+
+class TableCallback(tune.Callback):
+    """Keeps Tune's status per trial and rebuilds the trial table while the phase runs (at most
+    every ``every_s`` seconds, and whenever a trial ends)."""
+
+    def __init__(self, s: SweepSettings, phase: str):
+        self.s, self.phase, self.last = s, phase, 0.0
+        self.statuses: dict[str, str] = {}
+
+    def _note(self, trials) -> None:
+        for t in trials:
+            st = {"TERMINATED": "done", "ERROR": "errored"}.get(t.status, "running")
+            self.statuses[str(t.trial_id)] = st
+
+    def _refresh(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.last < self.s.table_refresh_s:
+            return
+        self.last = time.monotonic()
+        try:
+            refresh_table(self.s, live={self.phase: dict(self.statuses)})
+        except Exception as e:  # a refresh must never kill the sweep; the final write reports errors
+            print(f"warning: trial table refresh failed: {e}", flush=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._note(trials)
+        self._refresh()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._note(trials)
+        self.statuses[str(trial.trial_id)] = "done"
+        self._refresh(force=self.s.table_refresh_s <= 0)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._note(trials)
+        self.statuses[str(trial.trial_id)] = "errored"
+        self._refresh(force=self.s.table_refresh_s <= 0)
+
+
+# --- the two phases -----------------------------------------------------------------------------
+
+def make_trainable(fn, fixed: dict, data: Any, s: SweepSettings):
+    fn = tune.with_parameters(fn, fixed=fixed, data=data)
+    return tune.with_resources(fn, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+
+
+def _run_config(s: SweepSettings, phase: str) -> tune.RunConfig:
+    return tune.RunConfig(name=phase, storage_path=str(s.exp_dir / "ray"),
+                          failure_config=tune.FailureConfig(max_failures=s.max_failures),
+                          callbacks=[TableCallback(s, phase)], verbose=1)
 
 
 def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.DataFrame:
     fixed = space.fixed
     max_t = make_config(fixed).epochs
-    data_ref = ray.put(data)
-    trainable = _trainable(fixed, data_ref, s)
+    trainable = make_trainable(train, fixed, data, s)
     path = s.exp_dir / "ray" / "search"
-    refresh = functools.partial(lambda st, s=s, space=space: refresh_table(s, space, _load_statuses(s)))
     if resume and tune.Tuner.can_restore(str(path)):
+        # Finished trials stay finished; unfinished and errored ones continue from their last
+        # checkpoint; the searcher (and the Optuna study in its storage) keeps its history.
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
+        # (a --resume of a driver killed before Tune's first snapshot also lands here: the
+        # Optuna study is loaded from its storage, the abandoned trial dirs stay in the table)
         searcher = OptunaSearch(
             space=functools.partial(define_by_run, space.search), metric=METRIC, mode=MODE,
             sampler=optuna.samplers.TPESampler(seed=s.seed),
@@ -170,49 +257,82 @@ def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.Da
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples,
-                                        max_concurrent_trials=s.max_concurrent, reuse_actors=True),
-            run_config=tune.RunConfig(
-                name="search", storage_path=str(s.exp_dir / "ray"),
-                failure_config=tune.FailureConfig(max_failures=s.max_failures),
-                callbacks=[TableCallback(refresh)], verbose=1),
+                                        max_concurrent_trials=s.max_concurrent, reuse_actors=True,
+                                        trial_dirname_creator=trial_dirname),
+            run_config=_run_config(s, "search"),
         )
     results = tuner.fit()
-    _save_statuses(s, "search", _statuses(results))
-    return refresh_table(s, space, _load_statuses(s))
+    save_statuses(s, "search", result_statuses(results))
+    return refresh_table(s)
+
+
+def confirm_seeds(search_seed: int, n: int) -> list[int]:
+    """Seeds of the confirmation runs: the n seeds after the search's, never the search's own
+    (the winner was selected on it: re-using it would carry its lucky draw into the numbers)."""
+    return [search_seed + i for i in range(1, n + 1)]
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def confirm_plan(table: pd.DataFrame, searched: list[str], top_k: int) -> list[dict[str, Any]]:
+    """The top-k search trials per regularizer, with the parameters they were given."""
+    best = trial_table.best_per_regularizer(table, k=top_k)
+    plan = []
+    for _, row in best.iterrows():
+        params = {}
+        for name in searched:
+            if name == "regularizer":
+                params[name] = row["regularizer"]
+            elif name in row and not (isinstance(row[name], float) and math.isnan(row[name])):
+                params[name] = _plain(row[name])
+        plan.append({"trial_id": row["trial_id"], "regularizer": row["regularizer"], "params": params,
+                     "best_val_loss": float(row["best_val_loss"]), "best_epoch": int(row["best_epoch"])})
+    return plan
 
 
 def run_confirm(s: SweepSettings, space: Space, data: Any, seeds: int, top_k: int = 1) -> pd.DataFrame:
-    """Re-run the top-k configuration per regularizer with seeds 1..S, full budget, no early stop.
-
-    Seed 0 is the search's seed; new seeds keep the winner's luck on its search seed (selection
-    bias) out of the confirmed numbers.
-    """
-    table = refresh_table(s, space, _load_statuses(s))
-    best = trial_table.best_per_regularizer(table, k=top_k)
-    if best.empty:
-        raise RuntimeError("no finished search trial to confirm")
-    grid = []
-    for _, row in best.iterrows():
-        base = json.loads(row["config"])
-        for seed in range(1, seeds + 1):
-            grid.append({**base, "seed": seed, "class_list": base["class_list"]})
+    """Re-run the top-k configuration per regularizer with fresh seeds, full budget, no early
+    stopping: a Tuner over the grid (configuration x seed) in ``ray/confirm``, resumable."""
     path = s.exp_dir / "ray" / "confirm"
-    data_ref = ray.put(data)
-    trainable = _trainable({}, data_ref, s, confirm=True)
+    trainable = make_trainable(train_confirm, space.fixed, data, s)
     if tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
+        table = refresh_table(s)
+        meta = read_experiment(s.exp_dir)
+        plan = confirm_plan(table, meta.get("searched", space.searched_names()), top_k) if not table.empty else []
+        if not plan:
+            raise RuntimeError("no finished search trial to confirm")
+        seed_list = confirm_seeds(make_config(space.fixed).seed, seeds)
+        update_experiment(s, confirm={"seeds": seed_list, "top_k": top_k, "selected_by": "best-epoch val_loss",
+                                      "configs": plan})
         tuner = tune.Tuner(
-            trainable, param_space={"full_config": tune.grid_search(grid)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=s.max_concurrent, reuse_actors=True),
-            run_config=tune.RunConfig(name="confirm", storage_path=str(s.exp_dir / "ray"),
-                                      failure_config=tune.FailureConfig(max_failures=s.max_failures), verbose=1),
+            trainable,
+            param_space={"params": tune.grid_search([p["params"] for p in plan]),
+                         "seed": tune.grid_search(seed_list)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=s.max_concurrent, reuse_actors=True,
+                                        trial_dirname_creator=trial_dirname),
+            run_config=_run_config(s, "confirm"),
         )
     results = tuner.fit()
-    _save_statuses(s, "confirm", _statuses(results))
-    return refresh_table(s, space, _load_statuses(s))
+    save_statuses(s, "confirm", result_statuses(results))
+    return refresh_table(s)
 
 
 def budget_per_regularizer(table: pd.DataFrame) -> dict[str, int]:
+    """Number of search trials per regularizer type (the tuning budget each type got)."""
     t = table[table["phase"] == "search"]
     return {str(k): int(v) for k, v in t.groupby("regularizer")["trial_id"].nunique().items()}
+
+
+def finish_experiment(s: SweepSettings, table: pd.DataFrame, t0: float) -> None:
+    doc = read_experiment(s.exp_dir)
+    wall = doc.get("wall_time_s", 0.0) + (time.time() - t0)  # summed over resumed runs
+    search = table[table["phase"] == "search"].drop_duplicates("trial_id")
+    update_experiment(
+        s, end_time=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1),
+        budget_per_regularizer=budget_per_regularizer(table),
+        search_trials_by_status={str(k): int(v) for k, v in search["status"].value_counts().items()},
+        settings=asdict(s) | {"results_dir": str(s.results_dir)})

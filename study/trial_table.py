@@ -12,13 +12,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .config import make_config
 
 METRICS = ("train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss", "val_acc",
            "gap_loss", "gap_acc", "learning_rate", "l2_term", "epoch_time_s", "samples_per_s",
-           "test_loss", "test_acc", "test_loss_oov", "test_acc_oov")
+           "test_loss", "test_acc", "test_loss_oov", "test_acc_oov", "diverged")
+# Status of a trial as Tune last saw it (see study.sweep): "done" (finished: completed or stopped
+# by ASHA, told apart by its epochs), "errored" (failed after its retries), "running" (or pending).
+TRIAL_DIR_PREFIX = "trial_"
 
 
 def read_trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
@@ -48,47 +52,78 @@ def read_checkpoint_history(trial_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def trial_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a trial got from Tune: Optuna's suggestions (search) or, for a confirmation
+    grid point ``{"params": {...}, "seed": S}``, the search trial's parameters plus the seed."""
+    if isinstance(config.get("params"), dict) and "seed" in config:
+        return {**config["params"], "seed": config["seed"]}
+    return dict(config)
+
+
+def _nan(v: Any) -> Any:
+    return float("nan") if v is None else v
+
+
 def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[str, Any],
-            searched: list[str], statuses: dict[str, str] | None = None) -> pd.DataFrame:
-    """Long table for one Ray experiment directory (e.g. ``results/NAME/ray/search``)."""
+            searched: list[str], statuses: dict[str, str] | None = None,
+            finished: bool = False) -> pd.DataFrame:
+    """Long table for one Ray experiment directory (e.g. ``results/NAME/ray/search``).
+
+    ``statuses``: Tune's view per trial id ("done", "errored", "running"), None when unknown
+    (every trial then counts as running). A trial directory whose id Tune does not know is
+    left out: a trial started by a driver that was killed before Tune's next snapshot, which
+    the restored experiment does not contain (Tune starts a new trial in its place).
+    ``finished``: the phase's ``fit()`` has returned.
+    """
     records = []
-    for trial_dir in sorted(p for p in Path(experiment_dir).iterdir() if p.is_dir()):
-        rows = read_trial_rows(trial_dir)
+    exp_dir = Path(experiment_dir)
+    if not exp_dir.is_dir():
+        return pd.DataFrame()
+    for trial_dir in sorted(p for p in exp_dir.iterdir() if p.is_dir()):
+        rows = [r for r in read_trial_rows(trial_dir) if "epoch" in r]
         history = read_checkpoint_history(trial_dir)
         by_epoch: dict[int, dict] = {int(r["epoch"]): r for r in history.get("epochs", [])}
         for r in rows:
-            if "epoch" in r:
-                by_epoch[int(r["epoch"])] = r  # latest report of an epoch wins
-        if not by_epoch or not (rows or history):
+            by_epoch[int(r["epoch"])] = r  # latest report of an epoch wins
+        if not by_epoch:
             continue
-        last = rows[-1] if rows else {"trial_id": trial_dir.name.split("_")[-2] if "_" in trial_dir.name
-                                      else trial_dir.name, "config": history.get("params", {})}
-        params = last.get("config") or history.get("params", {})
-        params = params.get("full_config", params)  # confirmation trials carry the whole config
+        if rows:
+            tid, params = str(rows[-1]["trial_id"]), trial_params(rows[-1].get("config") or {})
+        else:
+            name = trial_dir.name
+            tid = name[len(TRIAL_DIR_PREFIX):] if name.startswith(TRIAL_DIR_PREFIX) else name
+            params = dict(history.get("params", {}))
+        if statuses is not None and tid not in statuses:
+            continue
         cfg = make_config({**fixed, **params})
-        trial_id = f"{phase}-{last['trial_id']}"
-        status = (statuses or {}).get(last["trial_id"])
-        if any(r.get("diverged") for r in by_epoch.values()):
+        status = (statuses or {}).get(tid)
+        full = max(by_epoch) >= cfg.epochs
+        if any(bool(r.get("diverged")) for r in by_epoch.values()):
             status = "diverged"
-        elif status is None:
-            status = "running"
+        elif status == "errored":
+            pass
         elif status == "done":
-            status = "completed" if max(by_epoch) >= cfg.epochs else "stopped"
+            status = "completed" if full else "stopped"
+        elif finished:
+            status = "completed" if full else "errored"  # (finished phases have a status per trial)
+        else:
+            status = "running"
+        config_json = json.dumps(cfg.to_dict(), sort_keys=True)
+        searched_json = json.dumps([s for s in searched if s != "regularizer"])
         for epoch in sorted(by_epoch):
             r = by_epoch[epoch]
-            row = {"experiment": experiment, "phase": phase, "trial_id": trial_id, "task": cfg.task,
-                   "model": cfg.model, "regularizer": cfg.regularizer, "seed": cfg.seed}
+            row = {"experiment": experiment, "phase": phase, "trial_id": f"{phase}-{tid}", "task": cfg.task,
+                   "model": cfg.model, "regularizer": cfg.regularizer, "seed": int(cfg.seed)}
             for name in searched:
-                if name == "regularizer":
-                    continue
-                row[name] = params.get(name, float("nan"))
-            row["max_epochs"] = cfg.epochs
-            row["epoch"] = epoch
+                if name != "regularizer":
+                    row[name] = _nan(params.get(name))
+            row["max_epochs"] = int(cfg.epochs)
+            row["epoch"] = int(epoch)
             for m in METRICS:
-                row[m] = r.get(m, float("nan"))
+                row[m] = _nan(r.get(m))
             row["status"] = status
-            row["config"] = json.dumps(cfg.to_dict(), sort_keys=True)
-            row["searched"] = json.dumps([s for s in searched if s != "regularizer"])
+            row["config"] = config_json
+            row["searched"] = searched_json
             records.append(row)
     return pd.DataFrame.from_records(records)
 
@@ -140,8 +175,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         row = {c: last[c] for c in id_cols}
         row["epochs_run"] = int(g["epoch"].max())
         for m in METRICS:
-            row[f"final_{m}"] = last[m]
-        finite = g[g["val_loss"].notna()]
+            row[f"final_{m}"] = last.get(m, float("nan"))
+        finite = g[np.isfinite(pd.to_numeric(g["val_loss"], errors="coerce"))]
         if len(finite):
             best = finite.loc[finite["val_loss"].idxmin()]
             row.update(best_epoch=int(best["epoch"]), best_val_loss=best["val_loss"], best_val_acc=best["val_acc"],
@@ -157,11 +192,15 @@ def write_tables(table: pd.DataFrame, out_dir: Path) -> None:
 
 
 def best_per_regularizer(table: pd.DataFrame, k: int = 1, phase: str = "search") -> pd.DataFrame:
-    """Top-k trials per regularizer type by their best-epoch validation loss.
+    """Top-k trials per regularizer type of one phase, ranked by the trial's best-epoch
+    (lowest) validation loss -- the same number ASHA and TPE optimised, so the pick agrees with
+    the search.
 
-    Trials that errored or diverged are excluded; ASHA-stopped trials count with the epochs they
-    ran (their best val loss is an honest, if early, estimate). Returns rows of ``summarize``
-    with the trial's ``config`` JSON, best first within each regularizer.
+    Trials that errored or diverged are excluded; ASHA-stopped trials compete with the epochs
+    they ran (a stopped trial rarely beats one that ran the full budget, but if it does its
+    early minimum is still an honest validation number; the confirmation phase then re-runs it
+    to the full budget). The test split plays no part in the choice. Returns rows of
+    ``summarize`` plus the trial's ``config`` JSON, best first within each regularizer.
     """
     t = table[(table["phase"] == phase) & ~table["status"].isin(["errored", "diverged"])]
     if t.empty:

@@ -70,3 +70,37 @@ def test_list_spaces(capsys):
     out = capsys.readouterr().out
     for name in ("none", "l2", "dropout", "augment", "l2_dropout", "all", "pos_none", "pos_l2_dropout", "pos_all"):
         assert any(line.split()[0] == name and len(line.split()) > 3 for line in out.splitlines()), name
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--resume", "--max-epochs", "5"], "epochs=5: experiment 'old' was run with epochs=3; a resumed or "
+                                        "confirmed experiment keeps its settings"),
+    (["--resume", "--set", "lr_schedule=cosine"], "lr_schedule=cosine: experiment 'old' was run with "
+                                                   "lr_schedule=constant"),
+    (["--resume", "--space", "dropout"], "--space dropout: experiment 'old' was run with space 'l2'"),
+    (["--confirm-only"], "--confirm-only needs --confirm-seeds"),
+    (["--confirm-only", "--confirm-seeds", "2", "--data", "/no/such.zip"], "data not found: /no/such.zip"),
+    (["--resume", "--reduction-factor", "1"], "--reduction-factor: 1.0 is out of range; allowed: > 1"),
+    (["--resume", "--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
+    (["--resume", "--confirm-seeds", "-1"], "--confirm-seeds: -1 is out of range; allowed: >= 0"),
+])
+def test_resume_and_confirm_keep_the_experiment_settings(tmp_path, capsys, args, message):
+    exp = tmp_path / "results" / "old"
+    exp.mkdir(parents=True)
+    (exp / "experiment.json").write_text(
+        '{"space": "l2", "fixed": {"regularizer": "l2", "epochs": 3, "classes": 4}, "searched": ["lr", "l2"]}')
+    rc = main(args + ["--name", "old", "--results-dir", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in exp.iterdir()) == ["experiment.json"]  # nothing started
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--resume"], "--resume needs the --name of an existing experiment"),
+    (["--confirm-only", "--confirm-seeds", "3", "--name", "ghost"], "no experiment 'ghost'"),
+])
+def test_continuing_needs_an_existing_experiment(tmp_path, capsys, args, message):
+    rc = main(args + ["--results-dir", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+    assert not (tmp_path / "results").exists()

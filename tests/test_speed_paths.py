@@ -16,6 +16,7 @@ from study.augment import augment_batch
 from study.config import make_config
 from study.image_task import to_float
 from study.tinyimagenet import load_splits
+from study.trainable import train
 
 try:
     import benchmarks.epoch as bench_epoch
@@ -265,7 +266,7 @@ def test_packing_settings_reach_the_trainables_resources(tmp_path):
     for cpus, gpus in ((1.0, 0.0), (0.5, 0.25), (2.0, 1 / 3)):
         s = sweep.SweepSettings(name="p", results_dir=tmp_path, num_samples=1, cpus_per_trial=cpus,
                                 gpus_per_trial=gpus)
-        trainable = sweep._trainable({"task": "image"}, None, s)
+        trainable = sweep.make_trainable(train, {"task": "image"}, None, s)
         req = trainable._resources
         want = {"CPU": cpus, "GPU": gpus} if gpus else {"CPU": cpus}
         assert [{k: v for k, v in b.items() if v} for b in req.bundles] == [want], req.bundles
@@ -285,8 +286,8 @@ def test_gpus_per_trial_flag_reaches_ray_end_to_end(ray_cluster, tiny_zip, tmp_p
     seen = {}
 
     def fake_search(s, space, data, resume):
-        seen["request"] = sweep._trainable(space.fixed, None, s)._resources.required_resources
-        seen["train"] = len(data.train_y)
+        seen["request"] = sweep.make_trainable(train, space.fixed, None, s)._resources.required_resources
+        seen["train"] = len(ray.get(data).train_y)  # one copy in the object store
         raise _Stop
 
     monkeypatch.setattr(sweep, "run_search", fake_search)

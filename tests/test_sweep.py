@@ -35,8 +35,12 @@ def cluster():
     os.environ.pop("REGSTUDY_FAULT", None)
 
 
+def result_rows(trial_dir: Path) -> list[dict]:
+    return [json.loads(l) for l in (trial_dir / "result.json").read_text().splitlines() if l.strip()]
+
+
 def result_epochs(trial_dir: Path) -> list[int]:
-    return [json.loads(l)["epoch"] for l in (trial_dir / "result.json").read_text().splitlines() if l.strip()]
+    return [r["epoch"] for r in result_rows(trial_dir)]
 
 
 def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, cache_dir, capsys):
@@ -62,17 +66,19 @@ def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, 
     assert (per_trial.status == "stopped").sum() >= 1  # ASHA stopped something
     # test metrics only on the final epoch of full-budget trials
     assert search[search.test_acc.notna()].epoch.eq(3).all()
-    # the injected fault hit every trial once after epoch 1, and the retry resumed from its checkpoint:
-    # epoch 1 is reported once, not twice (a restart from scratch would report it again)
+    # the injected fault hit every trial once after epoch 1, and the retry resumed from that
+    # epoch's checkpoint: the epochs after it were reported by an attempt restored from epoch 1
     trial_dirs = [d for d in (exp / "ray" / "search").iterdir() if d.is_dir()]
-    assert len(trial_dirs) == 6
+    assert sorted(d.name.removeprefix("trial_") for d in trial_dirs) == sorted(
+        t.removeprefix("search-") for t in search.trial_id.unique())
     retried = 0
     for d in trial_dirs:
-        rows = search[search.trial_id == f"search-{d.name.split('_')[1]}"]
-        if rows.epoch.max() > 1:  # (ASHA may stop a trial inside its epoch-1 report, before the fault)
+        reports = result_rows(d)
+        if max(r["epoch"] for r in reports) > 1:  # (ASHA may stop a trial at its epoch-1 report)
             assert (d / ".fault_injected").exists()
+            assert all(r["restored_from_epoch"] == 1 for r in reports if r["epoch"] > 1), d.name
             retried += 1
-        assert sorted(rows.epoch) == list(range(1, rows.epoch.max() + 1))
+        assert all(r["restored_from_epoch"] == 0 for r in reports if r["epoch"] == 1)
     assert retried >= 1
     # the Optuna study is in SQLite with every trial and its searched parameters
     study = optuna.load_study(study_name="exp", storage=f"sqlite:///{exp / 'optuna.db'}")
@@ -84,19 +90,33 @@ def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, 
     summary = pd.read_csv(exp / "summary.csv")
     assert len(summary) == 6 and {"best_epoch", "best_val_loss", "final_val_loss", "epochs_run"} <= set(summary.columns)
     assert "best configuration per regularizer" in out and "l2_dropout" in out
+    assert set(table.columns) >= {"diverged", "learning_rate", "epoch_time_s"} and not search.diverged.any()
+    assert search.dropout.between(0, 0.7).all() and (search.l2 > 0).all()
+    assert search.config.map(lambda c: json.loads(c)["epochs"]).eq(3).all()
+    assert set(search.searched) == {'["lr", "l2", "dropout"]'}
     meta = json.loads((exp / "experiment.json").read_text())
     assert meta["budget_per_regularizer"] == {"l2_dropout": 6} and meta["wall_time_s"] > 0
+    assert {k: meta["search"][k] for k in ("num_samples", "grace_period", "reduction_factor", "max_t", "seed")} == \
+        {"num_samples": 6, "grace_period": 1, "reduction_factor": 3.0, "max_t": 3, "seed": 0}
+    assert meta["fixed"]["classes"] == 4 and meta["versions"]["ray"] == ray.__version__
+    assert meta["hardware"]["cpu_count"] >= 1 and "start_time" in meta and "end_time" in meta
 
     # confirmation later on the same experiment: best config, seeds 1..2, full budget, no early stop
-    rc = main(common + ["--confirm-only", "--confirm-seeds", "2", "--resume"])
+    rc = main(common + ["--confirm-only", "--confirm-seeds", "2"])
     assert rc == 0
     table = pd.read_parquet(exp / "trials.parquet")
     conf = table[table.phase == "confirm"]
     assert sorted(conf.drop_duplicates("trial_id").seed) == [1, 2]
     assert (conf.groupby("trial_id").epoch.max() == 3).all() and set(conf.status) == {"completed"}
     best = summary.sort_values("best_val_loss").iloc[0]
-    assert conf.lr.round(12).unique().tolist() == [round(best.lr, 12)]
-    assert len(table[table.phase == "search"]) == len(search)  # search rows untouched
+    for key in ("lr", "l2", "dropout"):  # the searched columns are the winner's parameters
+        assert conf[key].round(12).unique().tolist() == [round(best[key], 12)], key
+    assert set(conf.config.map(lambda c: json.loads(c)["seed"])) == {1, 2}
+    assert not conf.duplicated(["trial_id", "epoch"]).any() and conf.test_acc.notna().sum() == 2
+    pd.testing.assert_frame_equal(table[table.phase == "search"].reset_index(drop=True), search.reset_index(drop=True))
+    meta = json.loads((exp / "experiment.json").read_text())
+    assert meta["confirm"]["seeds"] == [1, 2] and meta["confirm"]["configs"][0]["trial_id"] == best.trial_id
+    assert meta["search"]["num_samples"] == 6 and len(meta["commands"]) == 2  # the search's record is kept
 
     # ... and the analysis of it: summarize + report, consistent with the table
     from analysis.report import main as report_main
@@ -130,10 +150,12 @@ def test_resume_after_killed_driver_and_dashboard_on_loopback(tiny_zip, tmp_path
     results = tmp_path / "results"
     args = ["--space", "l2_dropout", "--data", str(tiny_zip), "--classes", "4", "--max-epochs", "2",
             "--set", "batch_size=16", "--name", "r", "--results-dir", str(results), "--num-samples", "3",
-            "--max-concurrent", "1", "--num-cpus", "1", "--grace-period", "2"]
+            "--max-concurrent", "1", "--num-cpus", "1", "--grace-period", "2", "--table-refresh-s", "0"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "REGSTUDY_FAULT": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "study.run", *args], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "study.run", *args], env=env, start_new_session=True,
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
     search_dir = results / "r" / "ray" / "search"
     dashboard_ok = listen = None
     deadline = time.time() + 240
@@ -150,7 +172,7 @@ def test_resume_after_killed_driver_and_dashboard_on_loopback(tiny_zip, tmp_path
             done = [d for d in search_dir.glob("*/result.json") if len(result_epochs(d.parent)) >= 2]
             if done:
                 break
-            assert proc.poll() is None, proc.stdout.read()
+            assert proc.poll() is None, log.read_text()
             time.sleep(0.5)
         else:
             pytest.fail("no trial finished in time")
@@ -159,7 +181,13 @@ def test_resume_after_killed_driver_and_dashboard_on_loopback(tiny_zip, tmp_path
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert dashboard_ok == 200 and listen == {"127.0.0.1"}
+    assert "Ray dashboard: http://127.0.0.1:" in log.read_text()
     finished_before = {d.parent.name: len(result_epochs(d.parent)) for d in done}
+    # the table was kept up to date while the sweep ran, and the kill left it whole
+    during = pd.read_parquet(results / "r" / "trials.parquet")
+    finished_rows = during[during.trial_id.isin({f"search-{n.removeprefix('trial_')}" for n in finished_before})]
+    assert len(finished_rows) >= 1 and set(finished_rows.status) <= {"completed", "running"}
+    assert set(during.status) <= {"completed", "running"} and not during.duplicated(["trial_id", "epoch"]).any()
 
     os.environ["REGSTUDY_FAULT"] = ""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -168,9 +196,59 @@ def test_resume_after_killed_driver_and_dashboard_on_loopback(tiny_zip, tmp_path
     finally:
         ray.shutdown()
     table = pd.read_parquet(results / "r" / "trials.parquet")
-    assert table.trial_id.nunique() == 3
-    assert not table.duplicated(["trial_id", "epoch"]).any()
+    assert table.trial_id.nunique() == 3 and set(table.status) == {"completed"}
+    assert not table.duplicated(["trial_id", "epoch"]).any() and len(table) == 6
     for name, n in finished_before.items():  # completed trials were not re-run
         assert len(result_epochs(search_dir / name)) == n
     study = optuna.load_study(study_name="r", storage=f"sqlite:///{results / 'r' / 'optuna.db'}")
-    assert len(study.trials) >= 3
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) >= 3
+
+
+def test_trial_table_statuses_dedupe_and_atomic_write(tmp_path, monkeypatch):
+    """collect() on hand-made trial dirs: one row per (trial, epoch), latest report wins, an epoch
+    missing from result.json comes from the checkpoint's history, statuses, abandoned dirs."""
+    from study import trial_table
+
+    def trial(name, reports, history=None):
+        d = tmp_path / "search" / f"trial_{name}"
+        d.mkdir(parents=True)
+        lines = [json.dumps({"trial_id": name, "config": {"lr": 0.001, "dropout": 0.3}, "epoch": e,
+                             "val_loss": v, "val_acc": 0.5, "gap_loss": 0.1, "gap_acc": 0.0,
+                             "diverged": v != v}) for e, v in reports]
+        (d / "result.json").write_text("\n".join(lines) + "\n" + ('{"trial_id": "trunc' if name == "a" else ""))
+        if history:
+            (d / "checkpoint_000002").mkdir()
+            (d / "checkpoint_000002" / "history.json").write_text(json.dumps(
+                {"params": {"lr": 0.001, "dropout": 0.3}, "epochs": [{"epoch": e, "val_loss": v} for e, v in history]}))
+
+    trial("a", [(1, 2.0), (2, 1.5), (2, 1.4), (3, 1.2)])              # retried epoch 2: latest wins
+    trial("b", [(1, 2.0)])                                           # stopped by ASHA after 1 epoch
+    trial("c", [(1, 2.0)], history=[(1, 2.0), (2, 1.9)])             # epoch 2 only in the checkpoint
+    trial("d", [(1, 2.0), (2, float("nan"))])                        # diverged
+    trial("e", [(1, 2.0)])                                           # abandoned by a killed driver
+    fixed = {"regularizer": "dropout", "epochs": 3}
+    statuses = {"a": "done", "b": "done", "c": "errored", "d": "done"}
+    t = trial_table.collect(tmp_path / "search", experiment="x", phase="search", fixed=fixed,
+                            searched=["lr", "dropout"], statuses=statuses, finished=True)
+    per = t.groupby("trial_id").agg(status=("status", "first"), epochs=("epoch", list))
+    assert per.status.to_dict() == {"search-a": "completed", "search-b": "stopped", "search-c": "errored",
+                                    "search-d": "diverged"}
+    assert per.epochs.to_dict() == {"search-a": [1, 2, 3], "search-b": [1], "search-c": [1, 2], "search-d": [1, 2]}
+    assert t[(t.trial_id == "search-a") & (t.epoch == 2)].val_loss.item() == 1.4
+    assert (t.lr == 0.001).all() and (t.dropout == 0.3).all() and (t.max_epochs == 3).all()
+    live = trial_table.collect(tmp_path / "search", experiment="x", phase="search", fixed=fixed,
+                               searched=["lr", "dropout"], statuses=None)
+    assert set(live.status) == {"running", "diverged"} and live.trial_id.nunique() == 5
+    # summary and best-per-regularizer skip errored/diverged trials
+    best = trial_table.best_per_regularizer(t)
+    assert best.trial_id.tolist() == ["search-a"] and best.best_val_loss.item() == 1.2
+    s = trial_table.summarize(t).set_index("trial_id")
+    assert s.loc["search-a", "epochs_run"] == 3 and s.loc["search-a", "best_epoch"] == 3
+    # atomic writes: a failing write leaves the previous file whole, and no temp file behind
+    trial_table.write_tables(t, tmp_path / "out")
+    before = (tmp_path / "out" / "trials.parquet").read_bytes()
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        trial_table.write_tables(t.head(1), tmp_path / "out")
+    assert (tmp_path / "out" / "trials.parquet").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary.csv", "trials.csv", "trials.parquet"]
