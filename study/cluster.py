@@ -1,6 +1,8 @@
 """Starting or joining a Ray cluster, with the dashboard on loopback unless asked otherwise."""
 from __future__ import annotations
 
+import socket
+
 import ray
 
 
@@ -18,6 +20,8 @@ def connect(address: str | None, dashboard_host: str = "127.0.0.1", num_cpus: in
     if ray.is_initialized():  # embedded use (tests, notebooks): keep the caller's cluster
         return None
     kwargs = dict(log_to_driver=False, configure_logging=False)
+    if address and address != "auto":
+        _check_reachable(address)
     try:
         if address:
             ctx = ray.init(address=address, **kwargs)
@@ -29,6 +33,20 @@ def connect(address: str | None, dashboard_host: str = "127.0.0.1", num_cpus: in
                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     url = getattr(ctx, "dashboard_url", None)
     return f"http://{url}" if url and not url.startswith("http") else url
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast: ray.init retries an unreachable GCS for minutes before giving up."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address}: expected HOST:PORT (the head's GCS address, "
+                           "printed by `ray start --head`), ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {e.strerror or e or 'timed out'}; "
+                           "is `ray start --head` running there, and is the port open?") from None
 
 
 def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:

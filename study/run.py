@@ -5,13 +5,18 @@ Exit codes: 0 done, 2 bad input (one line on stderr; nothing started, nothing ov
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 from .config import ConfigError, make_config, parse_set
 from .errors import USER_ERRORS
+from .redact import redact
 from .spaces import Space, describe_all, load_space, validate_space
 
 DEFAULT_SPACE = "l2_dropout"
@@ -37,7 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reduction-factor", type=float, help="ASHA: keep 1/factor at each rung")
     p.add_argument("--seed", type=int, help="TPE sampler seed (default: the space's, else 0)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
-    p.add_argument("--optuna-storage", help="SQLAlchemy URL (default: sqlite in the experiment dir)")
+    p.add_argument("--optuna-storage", default=os.environ.get("REGSTUDY_OPTUNA_STORAGE") or None,
+                   help="SQLAlchemy URL (default: $REGSTUDY_OPTUNA_STORAGE, else SQLite in the experiment "
+                   "dir); put a URL with a password in that variable, not on the command line")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. 10.0.0.1:6379 or auto)")
     p.add_argument("--dashboard-host", default="127.0.0.1",
                    help="where the Ray dashboard listens (it accepts job submissions: keep it local)")
@@ -145,9 +152,60 @@ def main(argv: list[str] | None = None) -> int:
         cfg = make_config(space.fixed)
     except ConfigError as e:
         return _fail(str(e))
-    name = exp_dir.name
     if cfg_data_missing(space.fixed):
         return _fail(f"data not found: {space.fixed['data']} (give a Tiny ImageNet directory or zip)")
+    if args.optuna_storage:
+        try:
+            _check_storage(args.optuna_storage)
+        except ConfigError as e:
+            return _fail(str(e))
+    if not args.address and "ray" not in sys.modules:
+        # Must precede the first `import ray`: a local cluster's processes then listen on
+        # 127.0.0.1 only (GCS, raylet, object manager), not on every interface.
+        os.environ.setdefault(LOCAL_ONLY_ENV, "0")
+    old_term = signal.getsignal(signal.SIGTERM)
+    try:
+        return _run(args, argv, space, cfg, exp_dir, continuing)
+    except KeyboardInterrupt:
+        return _interrupted(exp_dir, "interrupted before the phase's state was saved")
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        print(f"error: cannot write the results under {exp_dir}: {e.strerror} ({e.filename or ''}); what "
+              "was written before is intact (tables are replaced atomically). Free space, then continue "
+              "with --resume.", file=sys.stderr)
+        return 1
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
+
+
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's single-machine mode: bind to loopback
+
+
+def _term_as_interrupt(signum, frame) -> None:
+    # A scheduler's SIGTERM (Slurm, Kubernetes) gets the same graceful stop as Ctrl-C: Tune
+    # saves the experiment state and --resume continues it.
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _interrupted(exp_dir: Path, what: str) -> int:
+    print(f"interrupted: {what}. Continue with: python -m study.run --name {exp_dir.name} "
+          f"--results-dir {exp_dir.parent} --resume", file=sys.stderr, flush=True)
+    return 130
+
+
+def _check_storage(url: str) -> None:
+    import optuna
+    try:
+        optuna.storages.RDBStorage(url)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--optuna-storage {redact(url)}: cannot open it: {redact(reason)}") from None
+
+
+def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
+    name = exp_dir.name
     # Heavy imports only now: bad input answers in a fraction of a second.
     from . import sweep
     from .cluster import ClusterError, check_resources, connect
@@ -156,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         url = connect(args.address, args.dashboard_host, args.num_cpus) or _dashboard_url()
     except ClusterError as e:
         return _fail(str(e))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _term_as_interrupt)  # after ray.init: Ray installs its own
     import ray
     gpus = args.gpus_per_trial
     if gpus is None:
@@ -182,25 +242,29 @@ def main(argv: list[str] | None = None) -> int:
         data = sweep.load_task_data(cfg)
     except (ClusterError, *USER_ERRORS) as e:
         return _fail(str(e))
-    sweep.start_experiment(s, space, ["python", "-m", "study.run", *argv])
+    sweep.start_experiment(s, space, ["python", "-m", "study.run", *map(redact, argv)])
     print(f"experiment {name!r}: {exp_dir} (space {space.name!r}, {s.num_samples} search trials, "
           f"max {cfg.epochs} epochs)", flush=True)
     table = None
     data_ref = ray.put(data)  # one copy in the object store, shared by both phases
     del data
-    if not args.confirm_only:
-        table = sweep.run_search(s, space, data_ref, resume=args.resume)
-    if args.confirm_seeds:
-        try:
-            table = sweep.run_confirm(s, space, data_ref, seeds=args.confirm_seeds, top_k=args.confirm_top_k)
-        except RuntimeError as e:
-            return _fail(str(e))
+    try:
+        if not args.confirm_only:
+            table = sweep.run_search(s, space, data_ref, resume=args.resume)
+        if args.confirm_seeds:
+            try:
+                table = sweep.run_confirm(s, space, data_ref, seeds=args.confirm_seeds, top_k=args.confirm_top_k)
+            except RuntimeError as e:
+                return _fail(str(e))
+    except sweep.Interrupted as e:
+        print(f"trial table so far: {exp_dir / 'trials.parquet'} (unfinished trials: status 'interrupted')")
+        return _interrupted(exp_dir, str(e))
     if table is None or table.empty:
         return _fail("no trial reported a result; see the Ray logs under " + str(exp_dir / "ray"))
     sweep.finish_experiment(s, table, t0)
     _print_best(table)
     print(f"trial table: {exp_dir / 'trials.parquet'} (+ trials.csv, summary.csv, experiment.json); "
-          f"Optuna study {name!r} in {s.storage}")
+          f"Optuna study {name!r} in {redact(s.storage)}")
     search = table[table["phase"] == "search"]
     if len(search) and search["status"].eq("errored").all():
         print(f"error: every search trial failed; see the trial logs under {exp_dir / 'ray' / 'search'}",
@@ -214,6 +278,12 @@ def _print_best(table) -> None:
     best = best_per_regularizer(table)
     counts = table[table["phase"] == "search"].drop_duplicates("trial_id")["status"].value_counts().to_dict()
     print(f"search trials by status: {counts}")
+    failed = table[table["status"].isin(["errored", "diverged"])]
+    for tid, g in failed.groupby("trial_id"):  # why, one line each (full tracebacks: the trial's error.txt)
+        last = g.sort_values("epoch").iloc[-1]
+        why = "the loss became NaN/inf" if last["status"] == "diverged" else last.get("error", "")
+        print(f"  {tid}: {last['status']} at epoch {int(last['epoch'])} after {int(last.get('failures', 0))} "
+              f"failed attempt(s): {why}")
     print("best configuration per regularizer (search phase, lowest validation loss at any epoch):")
     for _, row in best.iterrows():
         searched = json.loads(row["searched"])

@@ -186,6 +186,17 @@ def refresh_table(s: SweepSettings, live: dict[str, dict[str, str]] | None = Non
     return table
 
 
+class Interrupted(Exception):
+    """The driver was interrupted (SIGINT/SIGTERM) before the phase ended; Tune saved its state."""
+
+
+_LAST_STEP: dict[str, dict[str, str]] = {}
+
+
+def _tune_status(status: str) -> str:
+    return {"TERMINATED": "done", "ERROR": "errored"}.get(status, "running")
+
+
 class TableCallback(tune.Callback):
     """Keeps Tune's status per trial and rebuilds the trial table while the phase runs (at most
     every ``every_s`` seconds, and whenever a trial ends)."""
@@ -194,10 +205,15 @@ class TableCallback(tune.Callback):
         self.s, self.phase, self.last = s, phase, 0.0
         self.statuses: dict[str, str] = {}
 
+    def on_step_end(self, iteration, trials, **info):
+        # Tune's cleanup after an interrupt marks running trials TERMINATED: the statuses of the
+        # last step are the truth. (A restored Tuner unpickles its own copy of this callback,
+        # hence the module-level record.)
+        _LAST_STEP[self.phase] = {str(t.trial_id): _tune_status(t.status) for t in trials}
+
     def _note(self, trials) -> None:
         for t in trials:
-            st = {"TERMINATED": "done", "ERROR": "errored"}.get(t.status, "running")
-            self.statuses[str(t.trial_id)] = st
+            self.statuses[str(t.trial_id)] = _tune_status(t.status)
 
     def _refresh(self, force: bool = False) -> None:
         if not force and time.monotonic() - self.last < self.s.table_refresh_s:
@@ -261,9 +277,24 @@ def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.Da
                                         trial_dirname_creator=trial_dirname),
             run_config=_run_config(s, "search"),
         )
+    return _fit(tuner, s, "search", expected=s.num_samples)
+
+
+def _fit(tuner: tune.Tuner, s: SweepSettings, phase: str, expected: int) -> pd.DataFrame:
+    """Run the phase, record Tune's final status per trial, rebuild the table. An interrupted
+    phase (Tune returns normally after SIGINT) is recorded as such and raises Interrupted."""
+    _LAST_STEP.pop(phase, None)
     results = tuner.fit()
-    save_statuses(s, "search", result_statuses(results))
-    return refresh_table(s)
+    statuses = {**result_statuses(results), **_LAST_STEP.get(phase, {})}
+    interrupted = len(statuses) < expected or any(v == "running" for v in statuses.values())
+    if interrupted:
+        statuses = {k: "interrupted" if v == "running" else v for k, v in statuses.items()}
+    save_statuses(s, phase, statuses)
+    table = refresh_table(s)
+    if interrupted:
+        unfinished = expected - sum(v in ("done", "errored") for v in statuses.values())
+        raise Interrupted(f"{phase} phase interrupted with {unfinished} of {expected} trials unfinished")
+    return table
 
 
 def confirm_seeds(search_seed: int, n: int) -> list[int]:
@@ -316,9 +347,8 @@ def run_confirm(s: SweepSettings, space: Space, data: Any, seeds: int, top_k: in
                                         trial_dirname_creator=trial_dirname),
             run_config=_run_config(s, "confirm"),
         )
-    results = tuner.fit()
-    save_statuses(s, "confirm", result_statuses(results))
-    return refresh_table(s)
+    meta = read_experiment(s.exp_dir).get("confirm", {})
+    return _fit(tuner, s, "confirm", expected=len(meta.get("configs", [])) * len(meta.get("seeds", [])))
 
 
 def budget_per_regularizer(table: pd.DataFrame) -> dict[str, int]:

@@ -1,8 +1,8 @@
 """The Ray Tune function trainables: one trial, a checkpoint per epoch, resume from the last one."""
 from __future__ import annotations
 
+import errno
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,24 +12,11 @@ import torch
 from ray import tune
 
 from .config import make_config
+from .faults import maybe_fail
 from .training import Diverged, run_trial
 
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.json"
-FAULT_ENV = "REGSTUDY_FAULT"
-
-
-def _maybe_inject_fault(trial_dir: str, epoch: int) -> None:
-    """Test hook: ``REGSTUDY_FAULT=raise_once@EPOCH`` raises once per trial right after that
-    epoch's checkpoint, so the retry must resume from it (a marker file in the trial directory
-    remembers the first attempt). Unset or empty: no fault."""
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec.startswith("raise_once@") or epoch != int(spec.split("@", 1)[1]):
-        return
-    marker = Path(trial_dir) / ".fault_injected"
-    if not marker.exists():
-        marker.write_text("1")
-        raise RuntimeError(f"injected fault after epoch {epoch} ({FAULT_ENV}={spec})")
 
 
 def train(params: dict[str, Any], fixed: dict[str, Any] | None = None, data: Any = None) -> None:
@@ -61,16 +48,38 @@ def _run(values: dict[str, Any], params: dict[str, Any], data: Any) -> None:
         # Every checkpoint also carries all epochs' metrics so far and the resolved config: Tune
         # can drop the result of a report that is followed at once by a failure, while the
         # checkpoint itself persists (study.trial_table reads both).
+        maybe_fail("before_report", trial_dir, metrics["epoch"])
         history.append(dict(metrics))
         with tempfile.TemporaryDirectory() as d:
+            maybe_fail("checkpoint_write", trial_dir, metrics["epoch"])
             torch.save(get_state(), Path(d) / STATE_FILE)
             (Path(d) / HISTORY_FILE).write_text(json.dumps(
                 {"params": params, "config": cfg.to_dict(), "epochs": history}))
             tune.report({**metrics, "node_id": node_id, "restored_from_epoch": restored_from},
                         checkpoint=tune.Checkpoint.from_directory(d))
-        _maybe_inject_fault(trial_dir, metrics["epoch"])
+        maybe_fail("after_checkpoint", trial_dir, metrics["epoch"])
 
     try:
         run_trial(cfg, report, data=data, resume=resume)
     except Diverged:
         return  # the diverged epoch is reported (diverged=True); the sweep goes on
+    except torch.OutOfMemoryError as e:
+        # Tune retries the trial from its last checkpoint (--max-failures); the reason it records
+        # (error.txt -> the table's `error` column) should say what to change.
+        gpus = ray.get_runtime_context().get_assigned_resources().get("GPU", 0)
+        raise TrialOutOfMemory(
+            f"out of GPU memory (batch_size={cfg.batch_size}, model={cfg.model}, GPU share "
+            f"{gpus:g}): lower batch_size or raise --gpus-per-trial; {str(e).splitlines()[0]}") from None
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise TrialDiskFull(f"no space left for checkpoints or results under {trial_dir} ({e.strerror}); "
+                            "the epochs reported so far are kept") from None
+
+
+class TrialOutOfMemory(RuntimeError):
+    """A trial ran out of GPU memory (several trials may share one GPU)."""
+
+
+class TrialDiskFull(OSError):
+    """A trial could not write its checkpoint or results: the disk (or quota) is full."""

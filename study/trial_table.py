@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ METRICS = ("train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "va
            "gap_loss", "gap_acc", "learning_rate", "l2_term", "epoch_time_s", "samples_per_s",
            "test_loss", "test_acc", "test_loss_oov", "test_acc_oov", "diverged")
 # Status of a trial as Tune last saw it (see study.sweep): "done" (finished: completed or stopped
-# by ASHA, told apart by its epochs), "errored" (failed after its retries), "running" (or pending).
+# by ASHA, told apart by its epochs), "errored" (failed after its retries), "running" (or pending),
+# "interrupted" (the driver was stopped before the trial ended: --resume continues it).
 TRIAL_DIR_PREFIX = "trial_"
 
 
@@ -50,6 +52,21 @@ def read_checkpoint_history(trial_dir: Path) -> dict[str, Any]:
         return json.loads(ckpts[-1].read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def read_failures(trial_dir: Path) -> tuple[int, str]:
+    """Tune's record of a trial's failures (``error.txt``, one entry per failed attempt): how
+    many attempts failed and the last one's reason (the exception's final line)."""
+    path = Path(trial_dir) / "error.txt"
+    if not path.exists():
+        return 0, ""
+    text = path.read_text(errors="replace")
+    entries = re.split(r"^Failure # \d+ \(occurred at [^)]*\)\n", text, flags=re.M)[1:]
+    last = [ln.strip() for ln in (entries[-1] if entries else text).splitlines() if ln.strip()]
+    reason = last[-1] if last else ""
+    if "actor died unexpectedly" in (entries[-1] if entries else text) or "ActorDiedError" in reason:
+        reason = "the trial's worker process died (killed, or out of host memory)"
+    return len(entries), reason[:500]
 
 
 def trial_params(config: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +117,7 @@ def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[st
         full = max(by_epoch) >= cfg.epochs
         if any(bool(r.get("diverged")) for r in by_epoch.values()):
             status = "diverged"
-        elif status == "errored":
+        elif status in ("errored", "interrupted", "running"):
             pass
         elif status == "done":
             status = "completed" if full else "stopped"
@@ -108,6 +125,7 @@ def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[st
             status = "completed" if full else "errored"  # (finished phases have a status per trial)
         else:
             status = "running"
+        failures, error = read_failures(trial_dir)
         config_json = json.dumps(cfg.to_dict(), sort_keys=True)
         searched_json = json.dumps([s for s in searched if s != "regularizer"])
         for epoch in sorted(by_epoch):
@@ -122,6 +140,8 @@ def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[st
             for m in METRICS:
                 row[m] = _nan(r.get(m))
             row["status"] = status
+            row["failures"] = failures  # failed attempts (each retried from the last checkpoint)
+            row["error"] = error if status == "errored" else ""
             row["config"] = config_json
             row["searched"] = searched_json
             records.append(row)
