@@ -20,8 +20,8 @@ def connect(address: str | None, dashboard_host: str = "127.0.0.1", num_cpus: in
     if ray.is_initialized():  # embedded use (tests, notebooks): keep the caller's cluster
         return None
     kwargs = dict(log_to_driver=False, configure_logging=False)
-    if address and address != "auto":
-        _check_reachable(address)
+    if address:
+        check_reachable(address)
     try:
         if address:
             ctx = ray.init(address=address, **kwargs)
@@ -35,8 +35,10 @@ def connect(address: str | None, dashboard_host: str = "127.0.0.1", num_cpus: in
     return f"http://{url}" if url and not url.startswith("http") else url
 
 
-def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Fail fast: ray.init retries an unreachable GCS for minutes before giving up."""
+    if address == "auto":  # a cluster started on this machine; ray.init says at once if none
+        return
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():

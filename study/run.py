@@ -208,8 +208,15 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
     name = exp_dir.name
     # Heavy imports only now: bad input answers in a fraction of a second.
     from . import sweep
-    from .cluster import ClusterError, check_resources, connect
+    from .cluster import ClusterError, check_reachable, check_resources, connect
 
+    t0 = time.time()
+    try:
+        if args.address:
+            check_reachable(args.address)  # before the (long) first decode of the data
+        data = sweep.load_task_data(cfg)  # bad data: exit 2 before any Ray process starts
+    except (ClusterError, *USER_ERRORS) as e:
+        return _fail(str(e))
     try:
         url = connect(args.address, args.dashboard_host, args.num_cpus) or _dashboard_url()
     except ClusterError as e:
@@ -238,8 +245,6 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
     try:
         check_resources(s.cpus_per_trial, s.gpus_per_trial)
         print(f"Ray dashboard: {url or '(not running)'}", flush=True)
-        t0 = time.time()
-        data = sweep.load_task_data(cfg)
     except (ClusterError, *USER_ERRORS) as e:
         return _fail(str(e))
     sweep.start_experiment(s, space, ["python", "-m", "study.run", *map(redact, argv)])

@@ -1,7 +1,15 @@
 """Bad input to `python -m study.run`: one line naming the problem, exit 2, nothing started."""
 from __future__ import annotations
 
+import re
+import socket
+import time
+import zipfile
+from pathlib import Path
+
 import pytest
+
+from datagen import make_tiny_imagenet, wnid
 
 from study.run import main
 
@@ -104,3 +112,88 @@ def test_continuing_needs_an_existing_experiment(tmp_path, capsys, args, message
     err = capsys.readouterr().err
     assert rc == 2 and message in err, err
     assert not (tmp_path / "results").exists()
+
+
+# --- bad data, an unreachable cluster, credentials: through the same command ----------------------
+def _data_case(case: str, tmp_path: Path, http_url: str, www: Path) -> list[str]:
+    path = tmp_path / "x.zip"
+    if case == "notzip":
+        path.write_text("hello")
+    elif case == "wronglayout":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("something/else.txt", "x")
+    elif case == "emptyclass":
+        make_tiny_imagenet(path, empty_class=1)
+    elif case == "corrupt":
+        make_tiny_imagenet(path, corrupt=f"{wnid(1)}/3")
+    elif case == "unknownclass":
+        make_tiny_imagenet(path)
+        return ["--data", str(path), "--set", "class_list=n99999999"]
+    elif case == "checksum":
+        make_tiny_imagenet(www / "tiny-imagenet-200.zip")
+        return ["--set", f"download_url={http_url}/tiny-imagenet-200.zip", "--set", "download_md5=" + "0" * 32,
+                "--set", f"cache_dir={tmp_path / 'cache'}"]
+    elif case == "nocorpus":
+        (tmp_path / "nltk").mkdir()
+        return ["--space", "pos_none", "--nltk-data", str(tmp_path / "nltk")]
+    return ["--data", str(path)]
+
+
+@pytest.mark.parametrize("case,message", [
+    ("notzip", "not a zip archive"),
+    ("wronglayout", "not Tiny ImageNet's layout"),
+    ("emptyclass", "has no training images"),
+    ("corrupt", f"corrupt image .*x.zip:tiny-imagenet-200/train/{wnid(1)}/images/{wnid(1)}_3.JPEG"),
+    ("unknownclass", "n99999999"),
+    ("checksum", "checksum mismatch"),
+    ("nocorpus", "treebank, universal_tagset not found.*python -m nltk.downloader"),
+])
+def test_bad_data_exits_2_before_any_ray_process(tmp_path, capsys, monkeypatch, http_dir, case, message):
+    monkeypatch.setenv("REGSTUDY_OFFLINE", "1")
+    monkeypatch.setenv("REGSTUDY_CACHE", str(tmp_path / "cache"))
+    www, url = http_dir
+    args = ["--space", "none", *_data_case(case, tmp_path, url, www)]
+    rc = main(args + ["--results-dir", str(tmp_path / "results"), "--classes", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "results").exists()
+    import ray
+    assert not ray.is_initialized()  # no cluster was started for bad data
+
+
+def test_unreachable_address_exits_2_at_once(tmp_path, capsys, tiny_zip):
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    rc = main(["--space", "none", "--data", str(tiny_zip), "--address", f"127.0.0.1:{port}",
+               "--results-dir", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}: Connection refused" in err
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "results").exists()
+    rc = main(["--space", "none", "--address", "nonsense", "--results-dir", str(tmp_path / "results")])
+    assert rc == 2 and "--address nonsense: expected HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("via_env", [False, True])
+def test_storage_password_never_shown(tmp_path, capsys, monkeypatch, via_env):
+    url = "postgresql://study:s3cr3t-pw@127.0.0.1:1/optuna"
+    args = ["--space", "none", "--results-dir", str(tmp_path / "results")]
+    if via_env:
+        monkeypatch.setenv("REGSTUDY_OPTUNA_STORAGE", url)
+        rc = main(args)
+    else:
+        rc = main(args + ["--optuna-storage", url])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "s3cr3t" not in out + err
+    assert "--optuna-storage postgresql://study:***@127.0.0.1:1/optuna: cannot open it" in err, err
+    assert not (tmp_path / "results").exists()
+
+
+def test_redact_hides_url_passwords_only():
+    from study.redact import redact
+    assert redact("--optuna-storage=mysql+pymysql://u:p%40ss@db:3306/x") == "--optuna-storage=mysql+pymysql://u:***@db:3306/x"
+    assert redact("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+    assert redact("http://127.0.0.1:8265/") == "http://127.0.0.1:8265/"
+    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
