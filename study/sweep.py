@@ -252,6 +252,22 @@ def _run_config(s: SweepSettings, phase: str) -> tune.RunConfig:
                           callbacks=[TableCallback(s, phase)], verbose=1)
 
 
+class DurableOptunaSearch(OptunaSearch):
+    """OptunaSearch whose study lives in a database that can be ahead of Tune's snapshot.
+
+    When the driver is killed after a trial completed (recorded in the Optuna storage at once)
+    but before Tune's next experiment snapshot, the restored experiment runs that trial again
+    from its snapshotted checkpoint, and Optuna refuses reports for a finished trial, which
+    would abort the whole resumed sweep. The storage's record stands; the repeats are dropped
+    (OptunaSearch already does the same for the repeated completion)."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+
+
 def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.DataFrame:
     fixed = space.fixed
     max_t = make_config(fixed).epochs
@@ -264,7 +280,7 @@ def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.Da
     else:
         # (a --resume of a driver killed before Tune's first snapshot also lands here: the
         # Optuna study is loaded from its storage, the abandoned trial dirs stay in the table)
-        searcher = OptunaSearch(
+        searcher = DurableOptunaSearch(
             space=functools.partial(define_by_run, space.search), metric=METRIC, mode=MODE,
             sampler=optuna.samplers.TPESampler(seed=s.seed),
             study_name=s.name, storage=optuna.storages.RDBStorage(s.storage))

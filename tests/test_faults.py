@@ -271,3 +271,33 @@ def test_driver_interrupted_sigint_sigterm_sigkill_then_resume(faults, tiny_zip,
     assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) >= 4
     meta = json.loads((exp / "experiment.json").read_text())
     assert len(meta["commands"]) == 4 and meta["search"]["num_samples"] == 4
+
+
+def test_resumed_searcher_ignores_reports_of_trials_its_storage_already_finished(tmp_path):
+    """The race behind a SIGKILLed driver: the Optuna database recorded a trial as COMPLETE, Tune's
+    older snapshot still had it running, so the restored sweep re-reports it. Plain OptunaSearch
+    raises (and aborts the sweep); ours keeps the database's record."""
+    import functools
+    from ray.tune.search.optuna import OptunaSearch
+    from study.spaces import define_by_run
+    from study.sweep import DurableOptunaSearch
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    space = {"lr": {"dist": "loguniform", "low": 1e-4, "high": 1e-2}}
+    for cls, name in ((OptunaSearch, "plain"), (DurableOptunaSearch, "ours")):
+        searcher = cls(space=functools.partial(define_by_run, space), metric="val_loss", mode="min",
+                       sampler=optuna.samplers.TPESampler(seed=0), study_name=name,
+                       storage=optuna.storages.RDBStorage(storage))
+        assert "lr" in searcher.suggest("t1")
+        searcher.on_trial_result("t1", {"val_loss": 1.0, "training_iteration": 1})
+        # another process (the killed driver) finished the trial in the database
+        study = optuna.load_study(study_name=name, storage=storage)
+        study.tell(study.trials[0].number, 0.9)
+        again = {"val_loss": 0.95, "training_iteration": 2}
+        if cls is OptunaSearch:
+            with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+                searcher.on_trial_result("t1", again)
+        else:
+            searcher.on_trial_result("t1", again)
+            searcher.on_trial_complete("t1", again)
+            t = optuna.load_study(study_name=name, storage=storage).trials[0]
+            assert t.state == optuna.trial.TrialState.COMPLETE and t.value == 0.9
