@@ -167,13 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, argv, space, cfg, exp_dir, continuing)
     except KeyboardInterrupt:
-        return _interrupted(exp_dir, "interrupted before the phase's state was saved")
+        return _interrupted(exp_dir, "stopped before the phase's state was saved")
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
-        print(f"error: cannot write the results under {exp_dir}: {e.strerror} ({e.filename or ''}); what "
-              "was written before is intact (tables are replaced atomically). Free space, then continue "
-              "with --resume.", file=sys.stderr)
+        then = ("continue with --resume" if (exp_dir / "experiment.json").exists()
+                else "run the command again")
+        print(f"error: cannot write the results under {exp_dir}: {e.strerror}"
+              f"{f' ({e.filename})' if e.filename else ''}; what was written before is intact (tables "
+              f"are replaced atomically). Free space, then {then}.", file=sys.stderr)
         return 1
     finally:
         if threading.current_thread() is threading.main_thread():
@@ -190,8 +192,11 @@ def _term_as_interrupt(signum, frame) -> None:
 
 
 def _interrupted(exp_dir: Path, what: str) -> int:
-    print(f"interrupted: {what}. Continue with: python -m study.run --name {exp_dir.name} "
-          f"--results-dir {exp_dir.parent} --resume", file=sys.stderr, flush=True)
+    if (exp_dir / "experiment.json").exists():
+        print(f"interrupted: {what}. Continue with: python -m study.run --name {exp_dir.name} "
+              f"--results-dir {exp_dir.parent} --resume", file=sys.stderr, flush=True)
+    else:
+        print("interrupted before the experiment started; nothing was written", file=sys.stderr, flush=True)
     return 130
 
 
