@@ -18,6 +18,7 @@ import matplotlib
 if "matplotlib.pyplot" not in sys.modules:  # headless by default; a notebook's inline backend is kept
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -272,11 +273,13 @@ def asha(search: pd.DataFrame, experiment: dict[str, Any] | None = None, *, titl
         sorted(set(search["status"]) - set(STATUS_COLORS))
     sns.lineplot(data=search, x="epoch", y="val_loss", units="trial_id", estimator=None, hue="status",
                  hue_order=statuses, palette={s: STATUS_COLORS.get(s, "black") for s in statuses},
-                 ax=a1, lw=1.1, alpha=0.8)
+                 ax=a1, lw=1.1, alpha=0.8, marker="o", markersize=7)
+    # Markers matter: a trial stopped at the first rung has one point, which a line alone hides.
     for r in rr:
         a1.axvline(r, ls=":", color="black", lw=1)
         a1.text(r, 1.0, f" rung {r}", transform=a1.get_xaxis_transform(), fontsize=8, va="top")
     a1.set_xlabel("epoch")
+    a1.xaxis.set_major_locator(MaxNLocator(integer=True))
     a1.set_ylabel("val loss (nats)")
     a1.set_title("Validation loss of every search trial")
     a1.legend(title="trial status", fontsize=8, title_fontsize=8)
@@ -293,6 +296,7 @@ def asha(search: pd.DataFrame, experiment: dict[str, Any] | None = None, *, titl
     a2.set_xlabel("regularizer")
     a2.set_ylabel("epochs trained")
     a2.set_ylim(0, max_t + 1)
+    a2.yaxis.set_major_locator(MaxNLocator(integer=True))
     a2.set_title("Epochs used per trial (dotted: rungs, dashed: max)")
     if a2.get_legend() is not None:
         a2.get_legend().remove()

@@ -205,6 +205,20 @@ def test_budget_accounting():
     assert "different budgets" in msg2 and "l2: 4" in msg2 and "l2 ran 4 of 3 planned" in msg2
 
 
+def test_asha_figure_shows_trials_stopped_at_the_first_rung():
+    from analysis import plots
+    search = table(run_rows("none", 0, [1.0, 0.5, 0.4], [2.0, 1.9, 1.8], phase="search", tid="full"),
+                   run_rows("l2", 0, [1.0], [2.4], phase="search", tid="rung1", status="stopped", max_epochs=3))
+    fig = plots.asha(search, {"search": {"grace_period": 1, "reduction_factor": 2, "max_t": 3}})
+    drawn = {(float(x), float(y)) for line in fig.axes[0].lines for x, y in zip(*line.get_data())
+             if len(line.get_data()[0])}
+    # the one-epoch trial is a single point: without markers it would not be visible at all
+    assert (1.0, 2.4) in drawn and (3.0, 1.8) in drawn
+    assert all(line.get_marker() not in (None, "None", "") for line in fig.axes[0].lines
+               if len(line.get_data()[0]) and line.get_linestyle() == "-")
+    assert "1 of 2 search trials stopped early, 4 of 6 possible epochs trained" in fig._suptitle.get_text()
+
+
 def test_searched_params_and_load_roundtrip(tmp_path):
     df = confirm_table()
     assert searched_params(df) == ["l2"]
