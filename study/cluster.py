@@ -15,13 +15,12 @@ def connect(address: str | None, dashboard_host: str = "127.0.0.1", num_cpus: in
     """Start a local cluster (default) or join ``address``; return the dashboard URL if any.
 
     The dashboard accepts job submissions, i.e. runs code: it listens on 127.0.0.1 unless the
-    user names another host explicitly.
+    user names another host explicitly. Probe ``address`` with :func:`check_reachable` first:
+    ray.init itself retries an unreachable one for minutes.
     """
     if ray.is_initialized():  # embedded use (tests, notebooks): keep the caller's cluster
         return None
     kwargs = dict(log_to_driver=False, configure_logging=False)
-    if address:
-        check_reachable(address)
     try:
         if address:
             ctx = ray.init(address=address, **kwargs)

@@ -61,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 LOCATION_KEYS = ("data", "nltk_data", "cache_dir")  # may differ on --resume (data moved)
+SEARCH_KEYS = ("num_samples", "grace_period", "reduction_factor", "seed")  # fixed once a search ran
 
 
 def cfg_data_missing(fixed: dict) -> bool:
@@ -96,6 +97,13 @@ def _recorded_space(exp_dir: Path, args, overrides: dict) -> Space:
         elif make_config({**fixed, key: value}).to_dict()[key] != recorded[key]:
             raise ConfigError(f"{key}={value}: experiment {exp_dir.name!r} was run with {key}={recorded[key]}; "
                               f"a resumed or confirmed experiment keeps its settings (use a new --name)")
+    recorded_search = meta.get("search", {})
+    for key in SEARCH_KEYS:  # (how the search was run; parallelism and retries may change)
+        value = getattr(args, key)
+        if value is not None and key in recorded_search and float(value) != float(recorded_search[key]):
+            raise ConfigError(f"--{key.replace('_', '-')} {value}: experiment {exp_dir.name!r} was run with "
+                              f"{key}={recorded_search[key]}; a resumed or confirmed experiment keeps its "
+                              "settings (use a new --name)")
     sd = meta.get("space_definition", {})
     space = Space(name=meta.get("space", "?"), path=exp_dir / "experiment.json",
                   description=meta.get("description", ""), fixed=fixed, search=sd.get("search", {}),
@@ -235,8 +243,8 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
     recorded = sweep.read_experiment(exp_dir).get("search", {}) if continuing else {}
     sweep_cfg = {**space.sweep, **recorded}
 
-    def pick(cli, key, default, kind):
-        return kind(cli) if cli is not None and not continuing else kind(sweep_cfg.get(key, default))
+    def pick(cli, key, default, kind):  # (a continued experiment's recorded values equal any given)
+        return kind(cli) if cli is not None else kind(sweep_cfg.get(key, default))
 
     s = sweep.SweepSettings(
         name=name, results_dir=args.results_dir,
@@ -284,10 +292,9 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
 
 
 def _print_best(table) -> None:
-    from .trial_table import best_per_regularizer
+    from .trial_table import best_per_regularizer, status_counts, summarize
     best = best_per_regularizer(table)
-    counts = table[table["phase"] == "search"].drop_duplicates("trial_id")["status"].value_counts().to_dict()
-    print(f"search trials by status: {counts}")
+    print(f"search trials by status: {status_counts(table)}")
     failed = table[table["status"].isin(["errored", "diverged"])]
     for tid, g in failed.groupby("trial_id"):  # why, one line each (full tracebacks: the trial's error.txt)
         last = g.sort_values("epoch").iloc[-1]
@@ -303,13 +310,12 @@ def _print_best(table) -> None:
               f"val_acc={row['best_val_acc']:.3f} gap_loss={row['best_gap_loss']:.4f}  {params}  [{row['trial_id']}]")
     conf = table[(table["phase"] == "confirm") & (table["status"] == "completed")]
     if len(conf):
-        last = conf.sort_values("epoch").groupby("trial_id").tail(1)
         print("confirmation (full budget, fresh seeds; mean +- sd over seeds of the final epoch):")
-        for reg, g in last.groupby("regularizer"):
-            sd = lambda c: g[c].std(ddof=1) if len(g) > 1 else float("nan")  # noqa: E731
-            print(f"  {reg:11s} n={len(g)} val_loss={g['val_loss'].mean():.4f}+-{sd('val_loss'):.4f} "
-                  f"gap_loss={g['gap_loss'].mean():.4f}+-{sd('gap_loss'):.4f} "
-                  f"test_acc={g['test_acc'].mean():.3f}+-{sd('test_acc'):.3f}")
+        for reg, g in summarize(conf).groupby("regularizer"):
+            stat = {m: (g[f"final_{m}"].mean(), g[f"final_{m}"].std(ddof=1)) for m in ("val_loss", "gap_loss", "test_acc")}
+            print(f"  {reg:11s} n={len(g)} val_loss={stat['val_loss'][0]:.4f}+-{stat['val_loss'][1]:.4f} "
+                  f"gap_loss={stat['gap_loss'][0]:.4f}+-{stat['gap_loss'][1]:.4f} "
+                  f"test_acc={stat['test_acc'][0]:.3f}+-{stat['test_acc'][1]:.3f}")
 
 
 if __name__ == "__main__":

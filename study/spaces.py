@@ -22,7 +22,6 @@ Distributions: ``uniform``, ``loguniform``, ``int`` (``low``/``high`` integers, 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -152,10 +152,7 @@ def result_statuses(results) -> dict[str, str]:
     """Tune's final status per trial id from a ResultGrid: "errored" or "done"."""
     out = {}
     for r in results:
-        tid = (r.metrics or {}).get("trial_id")
-        if tid is None and r.path:
-            name = Path(r.path).name
-            tid = name[len(trial_table.TRIAL_DIR_PREFIX):] if name.startswith(trial_table.TRIAL_DIR_PREFIX) else name
+        tid = (r.metrics or {}).get("trial_id") or (trial_table.trial_id_of(r.path) if r.path else None)
         out[str(tid)] = "errored" if r.error else "done"
     return out
 
@@ -376,9 +373,8 @@ def budget_per_regularizer(table: pd.DataFrame) -> dict[str, int]:
 def finish_experiment(s: SweepSettings, table: pd.DataFrame, t0: float) -> None:
     doc = read_experiment(s.exp_dir)
     wall = doc.get("wall_time_s", 0.0) + (time.time() - t0)  # summed over resumed runs
-    search = table[table["phase"] == "search"].drop_duplicates("trial_id")
     update_experiment(
         s, end_time=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1),
         budget_per_regularizer=budget_per_regularizer(table),
-        search_trials_by_status={str(k): int(v) for k, v in search["status"].value_counts().items()},
+        search_trials_by_status=trial_table.status_counts(table),
         settings=asdict(s) | {"results_dir": str(s.results_dir)})

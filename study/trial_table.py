@@ -21,10 +21,12 @@ from .config import make_config
 METRICS = ("train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss", "val_acc",
            "gap_loss", "gap_acc", "learning_rate", "l2_term", "epoch_time_s", "samples_per_s",
            "test_loss", "test_acc", "test_loss_oov", "test_acc_oov", "diverged")
-# Status of a trial as Tune last saw it (see study.sweep): "done" (finished: completed or stopped
-# by ASHA, told apart by its epochs), "errored" (failed after its retries), "running" (or pending),
-# "interrupted" (the driver was stopped before the trial ended: --resume continues it).
-TRIAL_DIR_PREFIX = "trial_"
+TRIAL_DIR_PREFIX = "trial_"  # study.sweep names trial directories trial_<trial id>
+
+
+def trial_id_of(trial_dir: Path | str) -> str:
+    name = Path(trial_dir).name
+    return name[len(TRIAL_DIR_PREFIX):] if name.startswith(TRIAL_DIR_PREFIX) else name
 
 
 def read_trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
@@ -86,8 +88,10 @@ def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[st
             finished: bool = False) -> pd.DataFrame:
     """Long table for one Ray experiment directory (e.g. ``results/NAME/ray/search``).
 
-    ``statuses``: Tune's view per trial id ("done", "errored", "running"), None when unknown
-    (every trial then counts as running). A trial directory whose id Tune does not know is
+    ``statuses``: Tune's view per trial id: "done" (completed, or stopped by ASHA: told apart by
+    its epochs), "errored" (failed after its retries), "running" (or pending), "interrupted"
+    (the driver stopped before the trial ended); None when unknown (every trial then counts as
+    running). A trial directory whose id Tune does not know is
     left out: a trial started by a driver that was killed before Tune's next snapshot, which
     the restored experiment does not contain (Tune starts a new trial in its place).
     ``finished``: the phase's ``fit()`` has returned.
@@ -107,9 +111,7 @@ def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[st
         if rows:
             tid, params = str(rows[-1]["trial_id"]), trial_params(rows[-1].get("config") or {})
         else:
-            name = trial_dir.name
-            tid = name[len(TRIAL_DIR_PREFIX):] if name.startswith(TRIAL_DIR_PREFIX) else name
-            params = dict(history.get("params", {}))
+            tid, params = trial_id_of(trial_dir), dict(history.get("params", {}))
         if statuses is not None and tid not in statuses:
             continue
         cfg = make_config({**fixed, **params})
@@ -203,6 +205,12 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
                        best_gap_loss=best["gap_loss"], best_gap_acc=best["gap_acc"])
         out.append(row)
     return pd.DataFrame(out)
+
+
+def status_counts(table: pd.DataFrame, phase: str = "search") -> dict[str, int]:
+    """How many trials of a phase ended in each status."""
+    trials = table[table["phase"] == phase].drop_duplicates("trial_id")
+    return {str(k): int(v) for k, v in trials["status"].value_counts().items()}
 
 
 def write_tables(table: pd.DataFrame, out_dir: Path) -> None:

@@ -75,3 +75,23 @@ def make_tiny_imagenet(path: Path, n_classes: int = 4, train_per_class: int = 20
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(blob)
     return path
+
+
+BAD_DATA = ("missing", "notzip", "wronglayout", "emptyclass", "corrupt")
+
+
+def make_bad_data(path: Path, case: str) -> Path:
+    """A data source that must be refused: ``case`` in BAD_DATA (``corrupt``: training image 3
+    of class 1, i.e. ``wnid(1)/3``)."""
+    if case == "notzip":
+        path.write_text("hello")
+    elif case == "wronglayout":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("something/else.txt", "x")
+    elif case == "emptyclass":
+        make_tiny_imagenet(path, empty_class=1)
+    elif case == "corrupt":
+        make_tiny_imagenet(path, corrupt=f"{wnid(1)}/3")
+    elif case != "missing":
+        raise ValueError(f"unknown bad-data case {case!r}; known: {BAD_DATA}")
+    return path

@@ -302,7 +302,7 @@ def test_gaps_csv_matches_table1_and_per_seed(reported):
 def test_summary_is_repeatable(experiment, reported, tmp_path):
     from analysis.summarize import summarize
 
-    s = summarize(experiment, tmp_path / "again", n_boot=2000, figures=False)
+    summarize(experiment, tmp_path / "again", n_boot=2000, figures=False)
     a = pd.read_csv(reported / "gaps.csv")
     b = pd.read_csv(tmp_path / "again" / "gaps.csv")
     pd.testing.assert_frame_equal(a, b)

@@ -4,12 +4,11 @@ from __future__ import annotations
 import re
 import socket
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from datagen import make_tiny_imagenet, wnid
+from datagen import BAD_DATA, make_bad_data, make_tiny_imagenet, wnid
 
 from study.run import main
 
@@ -91,12 +90,17 @@ def test_list_spaces(capsys):
     (["--resume", "--reduction-factor", "1"], "--reduction-factor: 1.0 is out of range; allowed: > 1"),
     (["--resume", "--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
     (["--resume", "--confirm-seeds", "-1"], "--confirm-seeds: -1 is out of range; allowed: >= 0"),
+    (["--resume", "--num-samples", "9"], "--num-samples 9: experiment 'old' was run with num_samples=4"),
+    (["--confirm-only", "--confirm-seeds", "2", "--seed", "1"], "--seed 1: experiment 'old' was run with seed=0"),
+    (["--resume", "--grace-period", "2", "--num-samples", "4"], "--grace-period 2: experiment 'old' was run "
+                                                                 "with grace_period=1"),
 ])
 def test_resume_and_confirm_keep_the_experiment_settings(tmp_path, capsys, args, message):
     exp = tmp_path / "results" / "old"
     exp.mkdir(parents=True)
     (exp / "experiment.json").write_text(
-        '{"space": "l2", "fixed": {"regularizer": "l2", "epochs": 3, "classes": 4}, "searched": ["lr", "l2"]}')
+        '{"space": "l2", "fixed": {"regularizer": "l2", "epochs": 3, "classes": 4}, "searched": ["lr", "l2"], '
+        '"search": {"num_samples": 4, "grace_period": 1, "reduction_factor": 2.0, "seed": 0}}')
     rc = main(args + ["--name", "old", "--results-dir", str(tmp_path / "results")])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
@@ -117,15 +121,8 @@ def test_continuing_needs_an_existing_experiment(tmp_path, capsys, args, message
 # --- bad data, an unreachable cluster, credentials: through the same command ----------------------
 def _data_case(case: str, tmp_path: Path, http_url: str, www: Path) -> list[str]:
     path = tmp_path / "x.zip"
-    if case == "notzip":
-        path.write_text("hello")
-    elif case == "wronglayout":
-        with zipfile.ZipFile(path, "w") as z:
-            z.writestr("something/else.txt", "x")
-    elif case == "emptyclass":
-        make_tiny_imagenet(path, empty_class=1)
-    elif case == "corrupt":
-        make_tiny_imagenet(path, corrupt=f"{wnid(1)}/3")
+    if case in BAD_DATA:
+        make_bad_data(path, case)
     elif case == "unknownclass":
         make_tiny_imagenet(path)
         return ["--data", str(path), "--set", "class_list=n99999999"]
@@ -151,14 +148,14 @@ def _data_case(case: str, tmp_path: Path, http_url: str, www: Path) -> list[str]
 def test_bad_data_exits_2_before_any_ray_process(tmp_path, capsys, monkeypatch, http_dir, case, message):
     monkeypatch.setenv("REGSTUDY_OFFLINE", "1")
     monkeypatch.setenv("REGSTUDY_CACHE", str(tmp_path / "cache"))
+    from study import cluster
+    monkeypatch.setattr(cluster, "connect", lambda *a, **k: pytest.fail("a Ray cluster was started for bad data"))
     www, url = http_dir
     args = ["--space", "none", *_data_case(case, tmp_path, url, www)]
     rc = main(args + ["--results-dir", str(tmp_path / "results"), "--classes", "2"])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
     assert not (tmp_path / "results").exists()
-    import ray
-    assert not ray.is_initialized()  # no cluster was started for bad data
 
 
 def test_unreachable_address_exits_2_at_once(tmp_path, capsys, tiny_zip):

@@ -20,6 +20,7 @@ import pytest
 import ray
 
 from study.run import main
+from study.trial_table import read_trial_rows
 
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
@@ -39,8 +40,7 @@ def faults(tmp_path_factory):
 
 
 def reports(trial_dir: Path) -> list[dict]:
-    path = trial_dir / "result.json"
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+    return read_trial_rows(trial_dir)
 
 
 def per_trial(table: pd.DataFrame) -> pd.DataFrame:

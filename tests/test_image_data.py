@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from datagen import make_tiny_imagenet, wnid
+from datagen import make_bad_data, make_tiny_imagenet, wnid
 from study.config import make_config
 from study.download import DownloadError
 from study.tinyimagenet import DataError, load_official, load_splits, stratified_split
@@ -116,15 +116,7 @@ def test_corrupt_jpeg_is_reported_by_path(tmp_path, cache_dir):
     ("emptyclass", "has no training images"),
 ])
 def test_bad_data_is_a_clear_error(tmp_path, cache_dir, case, message):
-    path = tmp_path / "x.zip"
-    if case == "notzip":
-        path.write_text("hello")
-    elif case == "wronglayout":
-        import zipfile
-        with zipfile.ZipFile(path, "w") as z:
-            z.writestr("something/else.txt", "x")
-    elif case == "emptyclass":
-        make_tiny_imagenet(path, empty_class=1)
+    path = make_bad_data(tmp_path / "x.zip", case)
     with pytest.raises(DataError, match=message):
         load_official(cfg_for(path))
 

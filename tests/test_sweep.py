@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import pandas as pd
-import psutil
 import pytest
 import ray
 
 from posgen import make_nltk_data
 from study.run import main
+from study.trial_table import read_trial_rows
 
 REQUIRED = {"experiment", "phase", "trial_id", "task", "model", "regularizer", "seed", "lr", "l2", "dropout",
             "max_epochs", "epoch", "train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss",
@@ -36,7 +31,9 @@ def cluster():
 
 
 def result_rows(trial_dir: Path) -> list[dict]:
-    return [json.loads(l) for l in (trial_dir / "result.json").read_text().splitlines() if l.strip()]
+    rows = read_trial_rows(trial_dir)
+    assert rows, f"no result.json in {trial_dir}"
+    return rows
 
 
 def result_epochs(trial_dir: Path) -> list[int]:
@@ -106,6 +103,9 @@ def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, 
     assert rc == 0
     table = pd.read_parquet(exp / "trials.parquet")
     conf = table[table.phase == "confirm"]
+    final = conf.sort_values("epoch").groupby("trial_id").tail(1)  # the printed summary: final epochs
+    assert (f"l2_dropout  n=2 val_loss={final.val_loss.mean():.4f}+-{final.val_loss.std():.4f} "
+            f"gap_loss={final.gap_loss.mean():.4f}+-") in capsys.readouterr().out
     assert sorted(conf.drop_duplicates("trial_id").seed) == [1, 2]
     assert (conf.groupby("trial_id").epoch.max() == 3).all() and set(conf.status) == {"completed"}
     best = summary.sort_values("best_val_loss").iloc[0]
