@@ -9,44 +9,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
-TASKS = ("image", "pos")
-IMAGE_MODELS = ("alexnet", "efficientnet_b0")
-POS_MODELS = ("rnn", "lstm", "gru")
-REGULARIZERS = ("none", "l2", "dropout", "augment", "l2_dropout")
+from . import regularizers, tasks
+from .regularizers import CatalogError
+
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 CORPORA = ("treebank", "conll2000", "brown")
 TAGSETS = ("native", "universal")
 DEVICES = ("auto", "cpu", "cuda")
 
-# Strength defaults when a regularizer is chosen without giving its strength: the study's values.
-DEFAULT_STRENGTHS = {
-    "l2": {"l2": 1.5e-4},
-    "dropout": {"dropout": 0.25},
-    "l2_dropout": {"l2": 1.5e-4, "dropout": 0.2},
-}
-# Which strengths each regularizer switches on. The others are forced to "off" so that, e.g.,
-# a `none` trial can never silently carry a dropout rate.
-ACTIVE = {
-    "none": set(),
-    "l2": {"l2"},
-    "dropout": {"dropout"},
-    "augment": {"augment"},
-    "l2_dropout": {"l2", "dropout"},
-}
-# Defaults that differ by task (the dataclass defaults are the image task's): given only when
-# the setting is not. POS: the vanilla RNN, and smaller batches/higher lr (treebank has ~3k
-# training sentences; 128-sentence batches give too few steps per epoch).
-TASK_DEFAULTS = {"pos": {"model": "rnn", "batch_size": 32, "lr": 3e-3}}
-AUGMENT_KEYS = (
-    "flip_lr_p", "flip_ud_p", "brightness", "contrast_lo", "contrast_hi",
-    "saturation_lo", "saturation_hi", "word_dropout",
-)
 
-
-class ConfigError(ValueError):
+class ConfigError(CatalogError):
     """A setting is unknown or out of range. The message names the key and what is allowed."""
 
 
@@ -55,21 +30,11 @@ class TrialConfig:
     # what is trained
     task: str = "image"
     model: str = "alexnet"
-    regularizer: str = "none"
-    # regularizer strengths (None = the study's default for the chosen regularizer)
-    l2: float | None = None
-    l2_include_bias: bool = False  # False: only conv/linear/embedding/RNN weight matrices
-    dropout: float | None = None
-    # image augmentation (the study's values), used when regularizer == augment
-    flip_lr_p: float = 0.5
-    flip_ud_p: float = 0.5
-    brightness: float = 0.4  # additive delta ~ U(-b, b) on [0,1] pixels, as tf.image.random_brightness
-    contrast_lo: float = 0.8
-    contrast_hi: float = 1.2
-    saturation_lo: float = 0.7
-    saturation_hi: float = 1.3
-    # sequence augmentation (word dropout), used when task == pos and regularizer == augment
-    word_dropout: float = 0.1
+    regularizer: str = "none"  # canonical name: a technique or techniques joined by "+"
+    # the strengths of the regularizer's techniques (every setting, defaults filled in); flat keys
+    # in plain dicts (``l2``, ``dropout``, ``mixup_alpha``, ...): see study.regularizers
+    strengths: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    l2_include_bias: bool = False  # False: L1/L2/weight decay cover only weight matrices and kernels
     # optimisation
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -91,7 +56,6 @@ class TrialConfig:
     download_md5: str = "90528d7ca1a48142e341f4ef8d21d0de"
     image_size: int = 64  # 224 resizes on the device, as the study did for EfficientNet-B0
     pretrained: str | None = None  # path to a state_dict, or "torchvision" for the local torch hub cache
-    stochastic_depth: float = 0.0  # EfficientNet's built-in stochastic depth; 0 keeps regularizers honest
     # sequence data
     corpus: str = "treebank"
     nltk_data: str | None = None
@@ -109,28 +73,27 @@ class TrialConfig:
     amp: bool = True  # bf16 autocast, on CUDA only
     channels_last: bool = True  # on CUDA only
     eval_batch_size: int = 1024
-
-    # --- derived views -------------------------------------------------------------------
-    @property
-    def l2_lambda(self) -> float:
-        return float(self.l2 or 0.0) if "l2" in ACTIVE[self.regularizer] else 0.0
+    compile: bool = False  # torch.compile the model (pays on GPUs for long runs; see benchmarks)
 
     @property
-    def dropout_rate(self) -> float:
-        return float(self.dropout or 0.0) if "dropout" in ACTIVE[self.regularizer] else 0.0
-
-    @property
-    def augment(self) -> bool:
-        return "augment" in ACTIVE[self.regularizer]
+    def combination(self) -> regularizers.Combination:
+        return regularizers.parse(self.regularizer)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        """Flat plain dict (strengths as top-level keys): ``make_config(cfg.to_dict()) == cfg``."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "strengths"}
         if d["class_list"] is not None:
             d["class_list"] = list(d["class_list"])
+        d.update(self.strengths)
         return d
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
+FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig) if f.name != "strengths"}
+
+
+def known_settings() -> list[str]:
+    """Every key a plain config dict, ``--set`` or a space may hold."""
+    return sorted(set(FIELDS) | set(regularizers.settings()))
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
                "false": False, "0": False, "no": False, "off": False}
 
@@ -184,33 +147,34 @@ def _check_range(key: str, value: float, lo: float, hi: float, *, hi_open: bool 
         raise ConfigError(f"{key}: {value!r} is out of range; allowed: {left}{lo}, {hi}{right}")
 
 
+def _check_regularizer(cfg: TrialConfig, combo: regularizers.Combination) -> None:
+    spec = tasks.get(cfg.task)
+    accepts = spec.models[cfg.model].accepts
+    for t in combo.techniques:
+        if cfg.task not in t.tasks:
+            hint = t.task_hint.get(cfg.task)
+            raise ConfigError(f"regularizer: {t.name} is not for task {cfg.task!r} (only {', '.join(t.tasks)})"
+                              + (f"; {hint}" if hint else "")
+                              + f"; techniques for {cfg.task}: {', '.join(regularizers.names(cfg.task))}")
+        needs = set(t.model_hooks)
+        if not needs <= accepts:
+            able = [m for m, ms in spec.models.items() if needs <= ms.accepts]
+            raise ConfigError(f"regularizer: {t.name} is not supported by model {cfg.model!r}; "
+                              f"models that support it: {', '.join(able) or '(none)'}")
+
+
 def validate(cfg: TrialConfig) -> TrialConfig:
-    _check_choice("task", cfg.task, TASKS)
-    models = IMAGE_MODELS if cfg.task == "image" else POS_MODELS
+    _check_choice("task", cfg.task, tuple(tasks.names()))
+    models = tuple(tasks.get(cfg.task).models)
     if cfg.model not in models:
         raise ConfigError(f"model: unknown value {cfg.model!r} for task {cfg.task!r}; "
                           f"allowed: {', '.join(models)}")
-    _check_choice("regularizer", cfg.regularizer, REGULARIZERS)
+    _check_regularizer(cfg, cfg.combination)
     _check_choice("optimizer", cfg.optimizer, OPTIMIZERS)
     _check_choice("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
     _check_choice("corpus", cfg.corpus, CORPORA)
     _check_choice("tagset", cfg.tagset, TAGSETS)
     _check_choice("device", cfg.device, DEVICES)
-    if cfg.l2 is not None:
-        _check_range("l2", cfg.l2, 0.0, math.inf)
-    if cfg.dropout is not None:
-        _check_range("dropout", cfg.dropout, 0.0, 1.0, hi_open=True)
-    for key in ("flip_lr_p", "flip_ud_p"):
-        _check_range(key, getattr(cfg, key), 0.0, 1.0)
-    _check_range("word_dropout", cfg.word_dropout, 0.0, 1.0, hi_open=True)
-    _check_range("brightness", cfg.brightness, 0.0, 1.0)
-    for name in ("contrast", "saturation"):
-        lo, hi = getattr(cfg, f"{name}_lo"), getattr(cfg, f"{name}_hi")
-        _check_range(f"{name}_lo", lo, 0.0, math.inf)
-        _check_range(f"{name}_hi", hi, 0.0, math.inf)
-        if lo > hi:
-            raise ConfigError(f"{name}_lo/{name}_hi: range reversed ({lo} > {hi}); "
-                              f"allowed: 0 <= {name}_lo <= {name}_hi")
     _check_range("lr", cfg.lr, 0.0, math.inf, lo_open=True)
     _check_range("momentum", cfg.momentum, 0.0, 1.0, hi_open=True)
     for key in ("batch_size", "epochs", "classes", "eval_batch_size", "embed_dim", "hidden",
@@ -225,46 +189,87 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     if cfg.task == "pos" and cfg.val_fraction + cfg.test_fraction >= 1.0:
         raise ConfigError(f"val_fraction + test_fraction: {cfg.val_fraction + cfg.test_fraction} "
                           "leaves no training sentences; allowed: < 1")
-    _check_range("stochastic_depth", cfg.stochastic_depth, 0.0, 1.0, hi_open=True)
     return cfg
+
+
+def _strengths(combo: regularizers.Combination, given: dict[str, Any]) -> dict[str, float]:
+    """Every setting of the combination's techniques: the given value, else the default; checked
+    against its range and the technique's own rules."""
+    out: dict[str, float] = {}
+    for t in combo.techniques:
+        mine = {}
+        for st in t.settings:
+            raw = given.get(st.name)
+            value = combo.defaults[st.name] if raw is None else _number(st.name, raw, st.integer)
+            st.check(value)
+            mine[st.name] = int(value) if st.integer else float(value)
+        if t.check is not None:
+            t.check(mine)
+        out.update(mine)
+    return out
+
+
+def _number(key: str, value: Any, integer: bool) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {'an integer' if integer else 'a number'}, got {value!r}") from None
+    if integer and math.isfinite(v) and not v.is_integer():
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    return v
 
 
 def make_config(values: dict[str, Any] | None = None, **overrides: Any) -> TrialConfig:
     """Build and validate a config from a plain dict; unknown keys are an error."""
     merged = dict(values or {})
     merged.update(overrides)
-    unknown = sorted(set(merged) - set(FIELDS))
+    catalog_settings = regularizers.settings()
+    unknown = sorted(set(merged) - set(FIELDS) - set(catalog_settings))
     if unknown:
-        raise ConfigError(f"unknown setting {unknown[0]!r}; known settings: {', '.join(sorted(FIELDS))}")
+        raise ConfigError(f"unknown setting {unknown[0]!r}; known settings: {', '.join(known_settings())}")
+    given = {k: merged.pop(k) for k in list(merged) if k in catalog_settings}
     kwargs = {k: _coerce(k, v) for k, v in merged.items()}
-    for key, default in TASK_DEFAULTS.get(kwargs.get("task", TrialConfig.task), {}).items():
+    task = kwargs.get("task", TrialConfig.task)
+    _check_choice("task", task, tuple(tasks.names()))
+    for key, default in tasks.get(task).defaults.items():
         kwargs.setdefault(key, default)
-    reg = kwargs.get("regularizer", TrialConfig.regularizer)
-    if reg in DEFAULT_STRENGTHS:
-        for key, default in DEFAULT_STRENGTHS[reg].items():
-            if kwargs.get(key) is None:
-                kwargs[key] = default
-    cfg = validate(TrialConfig(**kwargs))
-    # A strength that the chosen regularizer ignores is almost always a mistake in a space file
-    # or on the command line: refuse it rather than record a number that had no effect.
-    for key in ("l2", "dropout"):
-        if key in merged and merged[key] is not None and key not in ACTIVE[cfg.regularizer]:
-            if float(merged[key]) != 0.0:
-                raise ConfigError(f"{key}: has no effect with regularizer {cfg.regularizer!r}; "
-                                  f"regularizers that use it: "
-                                  f"{', '.join(r for r, a in ACTIVE.items() if key in a)}")
-    return cfg
+    try:
+        combo = regularizers.parse(kwargs.get("regularizer", TrialConfig.regularizer))
+        # A strength that the chosen regularizer ignores is almost always a mistake in a space
+        # file or on the command line: refuse it rather than record a number that had no effect
+        # (its "off" value, e.g. dropout=0, is accepted).
+        used = set(combo.setting_names())
+        for key, value in given.items():
+            owner, st = regularizers.setting(key)
+            if key in used or value is None:
+                continue
+            if st.off is not None and _number(key, value, st.integer) == st.off:
+                continue
+            raise ConfigError(f"{key}: has no effect with regularizer {combo.name!r}; "
+                              f"it belongs to {owner.name!r} (e.g. regularizer={combo.name}+{owner.name})"
+                              if combo.name != "none" else
+                              f"{key}: has no effect with regularizer 'none'; it belongs to {owner.name!r}")
+        kwargs["regularizer"] = combo.name
+        kwargs["strengths"] = _strengths(combo, given)
+        return validate(TrialConfig(**kwargs))
+    except ConfigError:
+        raise
+    except CatalogError as e:
+        raise ConfigError(str(e)) from None
 
 
 def parse_set(items: list[str] | None) -> dict[str, str]:
     """``--set key=value`` pairs to a dict (values stay strings; make_config coerces them)."""
     out: dict[str, str] = {}
+    known = known_settings()
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, value = item.split("=", 1)
         key = key.strip()
-        if key not in FIELDS:
-            raise ConfigError(f"--set {key}: unknown setting; known settings: {', '.join(sorted(FIELDS))}")
+        if key not in known:
+            raise ConfigError(f"--set {key}: unknown setting; known settings: {', '.join(known)}")
         out[key] = value.strip()
     return out

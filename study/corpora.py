@@ -27,18 +27,24 @@ import contextlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # (config imports the task table, which imports this module)
+    from .config import TrialConfig
 
 import numpy as np
 
-from .config import TrialConfig
-from .errors import CorpusError
 
 PAD, UNK = 0, 1
 PAD_WORD, UNK_WORD = "<pad>", "<unk>"
 UNK_TAG = "<unk>"
 TRACE_TAG = "-NONE-"
 UNIVERSAL_PACKAGE = "universal_tagset"
+
+
+
+class CorpusError(RuntimeError):
+    """An NLTK corpus is missing or unusable."""
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 from .config import ConfigError
+from .corpora import CorpusError
 from .download import DownloadError
 from .tinyimagenet import DataError
-
-
-class CorpusError(RuntimeError):
-    """An NLTK corpus is missing or unusable."""
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, DownloadError, CorpusError,

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from torch import nn
 from torchvision.models import efficientnet_b0
 
-from .config import TrialConfig
+from .tasks.spec import ModelSpec
+
+if TYPE_CHECKING:  # (config imports the task table, which imports this module)
+    from .config import TrialConfig
+
+Hooks = Mapping[str, Any]  # the regularizer's model hooks (see study.regularizers.technique)
 
 
 def tf_lrn(depth_radius: int = 5, bias: float = 2.0, alpha: float = 1e-4, beta: float = 0.75) -> nn.LocalResponseNorm:
@@ -32,10 +38,11 @@ class AlexNetStyle(nn.Module):
     Spatial sizes for a 64x64 input: 16 -> 7 -> 7 -> 3 -> 3 -> 1, so the classifier sees 256
     features. Stride 4 in the first layer is AlexNet's own; it keeps an epoch of the 25-class set
     within a minute on two CPU cores. LRN uses the study's TensorFlow parameters (see ``tf_lrn``).
-    Dropout (the ``dropout`` regularizer) sits before each of the two dense layers, as in AlexNet.
+    The dropout sites (``dropout_layer``: dropout, MaxDropout) are before each of the two dense
+    layers, as in AlexNet; without a dropout technique they are identities.
     """
 
-    def __init__(self, num_classes: int, dropout: float = 0.0):
+    def __init__(self, num_classes: int, dropout_layer: Callable[[], nn.Module] = nn.Identity):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(3, 64, 11, stride=4, padding=5), nn.ReLU(inplace=True), tf_lrn(),
@@ -49,8 +56,8 @@ class AlexNetStyle(nn.Module):
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout), nn.LazyLinear(1024), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(1024, 1024), nn.ReLU(inplace=True),
+            dropout_layer(), nn.LazyLinear(1024), nn.ReLU(inplace=True),
+            dropout_layer(), nn.Linear(1024, 1024), nn.ReLU(inplace=True),
             nn.Linear(1024, num_classes),
         )
         # Materialise the lazy layer now (64x64 is the model's design size) so parameter
@@ -62,9 +69,12 @@ class AlexNetStyle(nn.Module):
         return self.classifier(self.features(x))
 
 
-def _efficientnet(cfg: TrialConfig, num_classes: int) -> nn.Module:
-    model = efficientnet_b0(weights=None, dropout=cfg.dropout_rate,
-                            stochastic_depth_prob=cfg.stochastic_depth)
+def _efficientnet(cfg: TrialConfig, num_classes: int, hooks: Hooks) -> nn.Module:
+    # torchvision's own stochastic depth (rates rising linearly with the block index to p); off
+    # unless the stochastic_depth technique is chosen, so the techniques under study are the only
+    # regularizers.
+    model = efficientnet_b0(weights=None, dropout=0.0, stochastic_depth_prob=hooks.get("stochastic_depth", 0.0))
+    model.classifier[0] = hooks.get("dropout_layer", nn.Identity)()  # the classifier's dropout site
     if cfg.pretrained:
         if cfg.pretrained == "torchvision":
             # Only the local torch hub cache: a test or an offline node must never download.
@@ -84,9 +94,11 @@ def _efficientnet(cfg: TrialConfig, num_classes: int) -> nn.Module:
     return model
 
 
-def build_image_model(cfg: TrialConfig, num_classes: int) -> nn.Module:
-    if cfg.model == "alexnet":
-        return AlexNetStyle(num_classes, dropout=cfg.dropout_rate)
-    if cfg.model == "efficientnet_b0":
-        return _efficientnet(cfg, num_classes)
-    raise ValueError(f"model: unknown image model {cfg.model!r}; allowed: alexnet, efficientnet_b0")
+def _alexnet(cfg: TrialConfig, num_classes: int, hooks: Hooks) -> nn.Module:
+    return AlexNetStyle(num_classes, dropout_layer=hooks.get("dropout_layer", nn.Identity))
+
+
+MODELS = {
+    "alexnet": ModelSpec(_alexnet, accepts=frozenset({"dropout_layer"})),
+    "efficientnet_b0": ModelSpec(_efficientnet, accepts=frozenset({"dropout_layer", "stochastic_depth"})),
+}

@@ -14,10 +14,12 @@ import threading
 import time
 from pathlib import Path
 
+from . import regularizers
 from .config import ConfigError, make_config, parse_set
 from .errors import USER_ERRORS
 from .redact import redact
 from .spaces import Space, describe_all, load_space, validate_space
+from .trial_table import upgrade_record
 
 DEFAULT_SPACE = "l2_dropout"
 
@@ -27,6 +29,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help=f"search space name (see --list-spaces) or a YAML path (default {DEFAULT_SPACE}; "
                    "with --resume/--confirm-only: the experiment's)")
     p.add_argument("--list-spaces", action="store_true", help="print the spaces and exit")
+    p.add_argument("--list-regularizers", action="store_true",
+                   help="print the regularizer catalog (name, tasks, settings=defaults) and exit")
     p.add_argument("--name", help="experiment name (default: the space name)")
     p.add_argument("--results-dir", type=Path, default=Path("results"))
     p.add_argument("--data", help="Tiny ImageNet directory or zip")
@@ -90,12 +94,12 @@ def _recorded_space(exp_dir: Path, args, overrides: dict) -> Space:
         raise ConfigError(f"--space {args.space}: experiment {exp_dir.name!r} was run with space "
                           f"{meta.get('space')!r}")
     fixed = dict(meta.get("fixed", {}))
-    recorded = make_config(fixed).to_dict()
+    recorded = make_config(upgrade_record(fixed)).to_dict()
     for key, value in overrides.items():
         if key in LOCATION_KEYS:
             fixed[key] = value
-        elif make_config({**fixed, key: value}).to_dict()[key] != recorded[key]:
-            raise ConfigError(f"{key}={value}: experiment {exp_dir.name!r} was run with {key}={recorded[key]}; "
+        elif make_config(upgrade_record({**fixed, key: value})).to_dict().get(key) != recorded.get(key):
+            raise ConfigError(f"{key}={value}: experiment {exp_dir.name!r} was run with {key}={recorded.get(key)}; "
                               f"a resumed or confirmed experiment keeps its settings (use a new --name)")
     recorded_search = meta.get("search", {})
     for key in SEARCH_KEYS:  # (how the search was run; parallelism and retries may change)
@@ -125,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_spaces:
         for name, desc in describe_all():
             print(f"{name:16s} {desc}")
+        return 0
+    if args.list_regularizers:
+        print("\n".join(regularizers.listing()))
         return 0
     try:
         for key in ("num_samples", "grace_period", "max_concurrent", "confirm_seeds", "confirm_top_k"):

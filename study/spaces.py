@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .config import FIELDS, ConfigError, make_config
+from .config import ConfigError, known_settings, make_config
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 DISTS = ("uniform", "loguniform", "int", "categorical", "conditional")
@@ -73,8 +73,8 @@ def _err(path: Path, key: str, msg: str) -> SpaceError:
 
 
 def _check_dist(path: Path, key: str, spec: Any, fixed: dict[str, Any]) -> None:
-    if key not in FIELDS:
-        raise _err(path, f"search.{key}", f"unknown setting; known settings: {', '.join(sorted(FIELDS))}")
+    if key not in known_settings():
+        raise _err(path, f"search.{key}", f"unknown setting; known settings: {', '.join(known_settings())}")
     if not isinstance(spec, dict) or "dist" not in spec:
         raise _err(path, f"search.{key}", "expected a mapping with 'dist'")
     dist = spec["dist"]
@@ -150,8 +150,8 @@ def load_space(name_or_path: str, directory: Path | None = None) -> Space:
     search = doc.get("search") or {}
     sweep = doc.get("sweep") or {}
     for k in fixed:
-        if k not in FIELDS:
-            raise _err(path, f"fixed.{k}", f"unknown setting; known settings: {', '.join(sorted(FIELDS))}")
+        if k not in known_settings():
+            raise _err(path, f"fixed.{k}", f"unknown setting; known settings: {', '.join(known_settings())}")
     for k in sweep:
         if k not in SWEEP_KEYS:
             raise _err(path, f"sweep.{k}", f"unknown key; allowed: {', '.join(SWEEP_KEYS)}")

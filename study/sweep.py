@@ -30,12 +30,12 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from . import trial_table
+from . import tasks, trial_table
 from .config import make_config
+from .metrics import MODE, OBJECTIVE as METRIC
 from .spaces import Space, define_by_run
 from .trainable import train, train_confirm
 
-METRIC, MODE = "val_loss", "min"
 PHASES = ("search", "confirm")
 
 
@@ -66,11 +66,7 @@ class SweepSettings:
 def load_task_data(cfg) -> Any:
     """Decode/encode the dataset once in the driver; trials get it through the object store
     (``tune.with_parameters``: one copy per node, zero-copy for numpy arrays)."""
-    if cfg.task == "image":
-        from .tinyimagenet import load_splits
-        return load_splits(cfg)
-    from .corpora import load_corpus
-    return load_corpus(cfg)
+    return tasks.get(cfg.task).load(cfg)
 
 
 def trial_dirname(trial) -> str:

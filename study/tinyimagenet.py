@@ -9,6 +9,11 @@ identity and the class list, so a second run loads in a fraction of a second (me
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # (config imports the task table, which imports this module)
+    from .config import TrialConfig
+
 import hashlib
 import io
 import json
@@ -23,7 +28,6 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from .config import TrialConfig
 from .download import fetch
 
 CACHE_VERSION = 1

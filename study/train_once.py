@@ -13,6 +13,7 @@ import math
 import sys
 from pathlib import Path
 
+from . import regularizers
 from .config import ConfigError, make_config, parse_set
 from .errors import USER_ERRORS
 from .training import Diverged, run_trial
@@ -30,7 +31,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="image (default) or pos")
     p.add_argument("--data", help="Tiny ImageNet directory or zip (default: download into the cache)")
     p.add_argument("--model", help="alexnet, efficientnet_b0 (image); rnn, lstm, gru (pos)")
-    p.add_argument("--regularizer", help="none, l2, dropout, augment, l2_dropout")
+    p.add_argument("--regularizer", help="a technique of the catalog (see --list-regularizers), an alias "
+                   "(l2_dropout) or a combination such as l2+dropout")
+    p.add_argument("--list-regularizers", action="store_true",
+                   help="print the regularizer catalog (name, tasks, settings=defaults) and exit")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--classes", type=int, help="first N classes in sorted wnid order (default 25)")
@@ -54,6 +58,9 @@ def _fmt(v) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.list_regularizers:
+        print("\n".join(regularizers.listing()))
+        return 0
     values = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
     try:
         values.update(parse_set(args.set))

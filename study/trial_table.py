@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 
 from .config import make_config
+from .metrics import NOT_RESULTS, OBJECTIVE, all_metrics
 
-METRICS = ("train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss", "val_acc",
-           "gap_loss", "gap_acc", "learning_rate", "l2_term", "epoch_time_s", "samples_per_s",
-           "test_loss", "test_acc", "test_loss_oov", "test_acc_oov", "diverged")
+METRICS = all_metrics()
 TRIAL_DIR_PREFIX = "trial_"  # study.sweep names trial directories trial_<trial id>
 
 
@@ -79,6 +78,14 @@ def trial_params(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config)
 
 
+def upgrade_record(values: dict[str, Any]) -> dict[str, Any]:
+    """Settings recorded before the regularizer catalog, in today's terms: POS ``augment`` was
+    word dropout (now ``word_dropout``); other names are still accepted as they were."""
+    if values.get("task") == "pos" and values.get("regularizer") == "augment":
+        return {**values, "regularizer": "word_dropout"}
+    return values
+
+
 def _nan(v: Any) -> Any:
     return float("nan") if v is None else v
 
@@ -114,7 +121,7 @@ def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[st
             tid, params = trial_id_of(trial_dir), dict(history.get("params", {}))
         if statuses is not None and tid not in statuses:
             continue
-        cfg = make_config({**fixed, **params})
+        cfg = make_config(upgrade_record({**fixed, **params}))
         status = (statuses or {}).get(tid)
         full = max(by_epoch) >= cfg.epochs
         if any(bool(r.get("diverged")) for r in by_epoch.values()):
@@ -137,6 +144,8 @@ def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[st
             for name in searched:
                 if name != "regularizer":
                     row[name] = _nan(params.get(name))
+            for name, value in cfg.strengths.items():  # every strength the trial used, searched or not
+                row[name] = value
             row["max_epochs"] = int(cfg.epochs)
             row["epoch"] = int(epoch)
             for m in METRICS:
@@ -198,9 +207,9 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         row["epochs_run"] = int(g["epoch"].max())
         for m in METRICS:
             row[f"final_{m}"] = last.get(m, float("nan"))
-        finite = g[np.isfinite(pd.to_numeric(g["val_loss"], errors="coerce"))]
+        finite = g[np.isfinite(pd.to_numeric(g[OBJECTIVE], errors="coerce"))]
         if len(finite):
-            best = finite.loc[finite["val_loss"].idxmin()]
+            best = finite.loc[finite[OBJECTIVE].idxmin()]
             row.update(best_epoch=int(best["epoch"]), best_val_loss=best["val_loss"], best_val_acc=best["val_acc"],
                        best_gap_loss=best["gap_loss"], best_gap_acc=best["gap_acc"])
         out.append(row)
@@ -230,7 +239,7 @@ def best_per_regularizer(table: pd.DataFrame, k: int = 1, phase: str = "search")
     to the full budget). The test split plays no part in the choice. Returns rows of
     ``summarize`` plus the trial's ``config`` JSON, best first within each regularizer.
     """
-    t = table[(table["phase"] == phase) & ~table["status"].isin(["errored", "diverged"])]
+    t = table[(table["phase"] == phase) & ~table["status"].isin(list(NOT_RESULTS))]
     if t.empty:
         return pd.DataFrame()
     s = summarize(t).dropna(subset=["best_val_loss"])

@@ -1,9 +1,10 @@
 """The image-classification task: uint8 tensors on the device, batched augmentation, a CNN.
 
 The decoded dataset stays uint8 (N, 64, 64, 3) on the trial's device; each batch is gathered
-by index, turned into float [0, 1] NCHW, augmented (training only, when the regularizer says
-so), normalised with ImageNet's channel statistics (constants, so nothing leaks from val/test),
-and resized to ``image_size`` if that differs from 64.
+by index, turned into float [0, 1] NCHW, passed through the regularizer's batch transforms
+(training only: augmentation, Cutout, mixup/CutMix), normalised with ImageNet's channel
+statistics (constants, so nothing leaks from val/test), and resized to ``image_size`` if that
+differs from 64.
 """
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import augment_batch
-from .config import TrialConfig
-from .models import build_image_model
-from .tinyimagenet import ImageSplits, load_splits
-from .training import Task
+from typing import TYPE_CHECKING
+
+from ..models import MODELS
+from ..tinyimagenet import ImageSplits, load_splits
+from .spec import Task, TaskSpec, register
+
+if TYPE_CHECKING:
+    from ..config import TrialConfig
+    from ..regularization import Regularization
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -42,11 +47,10 @@ def clean_sample(n_train: int, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_train, size=min(size, n_train), replace=False))
 
 
-def build(cfg: TrialConfig, data: ImageSplits | None, device: torch.device) -> Task:
-    data = data if data is not None else load_splits(cfg)
+def build(cfg: TrialConfig, data: ImageSplits, device: torch.device, reg: Regularization) -> Task:
     cuda = device.type == "cuda"
     fmt = torch.channels_last if (cuda and cfg.channels_last) else torch.contiguous_format
-    model = build_image_model(cfg, len(data.classes)).to(device, memory_format=fmt)
+    model = MODELS[cfg.model].build(cfg, len(data.classes), reg.model_hooks).to(device, memory_format=fmt)
     mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
     train_x, train_y = as_tensor(data.train_x, device), as_tensor(data.train_y, device)
@@ -65,14 +69,17 @@ def build(cfg: TrialConfig, data: ImageSplits | None, device: torch.device) -> T
                               align_corners=False, antialias=False)
         return m(x.contiguous(memory_format=fmt))
 
+    transforms = reg.transforms_batches
+    ctx = {"mean": mean}  # Cutout fills holes with it: 0 after normalisation
+
     def train_batches(gen: torch.Generator):
         order = torch.randperm(len(train_y), generator=gen).to(device)
         for i in range(0, len(order), cfg.batch_size):
             b = order[i:i + cfg.batch_size]
-            x = to_float(train_x[b])
-            if cfg.augment:
-                x = augment_batch(x, cfg, gen)
-            yield x, train_y[b]
+            x, y = to_float(train_x[b]), train_y[b]
+            if transforms:
+                x, y = reg.transform(x, y, gen, ctx)
+            yield x, y
 
     def eval_set(x_u8: torch.Tensor, y: torch.Tensor):
         def batches():
@@ -85,6 +92,7 @@ def build(cfg: TrialConfig, data: ImageSplits | None, device: torch.device) -> T
         train_batches=train_batches,
         eval_sets={name: eval_set(*xy) for name, xy in splits.items()},
         forward=forward,
-        info={"classes": data.classes, "source": data.source, **data.sizes(),
-              "train_clean": len(idx), "unit": "images"},
     )
+
+
+register(TaskSpec(name="image", models=MODELS, load=load_splits, build=build, unit="images"))

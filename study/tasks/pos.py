@@ -4,9 +4,8 @@ Inputs are ``(token ids (B, T) padded with 0, lengths (B,) on the CPU)``; target
 (B, T) with ``IGNORE`` at padding, so padding counts in no loss and no metric. Training batches:
 each epoch the sentences are shuffled, stably sorted by length (ties stay shuffled), cut into
 batches of ``batch_size`` sentences, and the batch order shuffled, all from the trial's
-generator; padding is therefore small. With the ``augment`` regularizer, word dropout replaces
-each real token of a training batch by ``<unk>`` with probability ``word_dropout`` (same
-generator); evaluation never sees it.
+generator; padding is therefore small. The regularizer's batch transforms (word dropout) act
+on training batches only (same generator); evaluation never sees them.
 
 Evaluation sets: ``train_clean`` (a fixed sample of training sentences, as many as the
 validation split unless ``train_eval_size``), ``val``, ``test`` and ``test_oov`` (test with every
@@ -20,10 +19,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import TrialConfig
-from .corpora import PAD, UNK, PosData, PosSplit, load_corpus
-from .taggers import build_tagger
-from .training import IGNORE, Task
+from typing import TYPE_CHECKING
+
+from ..corpora import PAD, UNK, PosData, PosSplit, load_corpus
+from ..taggers import MODELS
+from .spec import IGNORE, Task, TaskSpec, register
+
+if TYPE_CHECKING:
+    from ..config import TrialConfig
+    from ..regularization import Regularization
 
 
 class _DeviceSplit:
@@ -65,17 +69,10 @@ def clean_sample(n_train: int, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_train, size=min(size, n_train), replace=False))
 
 
-def word_dropout(ids: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
-    """Each non-pad token -> UNK with probability ``p`` (draws on the CPU generator)."""
-    if p <= 0.0:
-        return ids
-    drop = torch.rand(ids.shape, generator=gen).to(ids.device) < p
-    return ids.masked_fill(drop & (ids != PAD), UNK)
-
-
-def build(cfg: TrialConfig, data: PosData | None, device: torch.device) -> Task:
-    data = data if data is not None else load_corpus(cfg)
-    model = build_tagger(cfg, len(data.vocab), len(data.tags)).to(device)
+def build(cfg: TrialConfig, data: PosData, device: torch.device, reg: Regularization) -> Task:
+    model = MODELS[cfg.model].build(cfg, (len(data.vocab), len(data.tags)), reg.model_hooks).to(device)
+    transforms = reg.transforms_batches
+    ctx = {"pad": PAD, "unk": UNK}
     train = _DeviceSplit(data.train, device)
     val = _DeviceSplit(data.val, device)
     test = _DeviceSplit(data.test, device)
@@ -89,10 +86,10 @@ def build(cfg: TrialConfig, data: PosData | None, device: torch.device) -> Task:
         perm = torch.randperm(train.n, generator=gen)
         chunks = by_length(train.lengths, cfg.batch_size, perm)
         for k in torch.randperm(len(chunks), generator=gen).tolist():
-            (ids, lengths), y = train.batch(chunks[k])
-            if cfg.augment:
-                ids = word_dropout(ids, cfg.word_dropout, gen)
-            yield (ids, lengths), y
+            x, y = train.batch(chunks[k])
+            if transforms:
+                x, y = reg.transform(x, y, gen, ctx)
+            yield x, y
 
     def eval_set(split: _DeviceSplit, subset: torch.Tensor | None = None, oov_only: bool = False):
         if subset is None:
@@ -113,8 +110,10 @@ def build(cfg: TrialConfig, data: PosData | None, device: torch.device) -> Task:
         eval_sets={"train_clean": eval_set(train, clean_idx), "val": eval_set(val),
                    "test": eval_set(test), "test_oov": eval_set(test, oov_only=True)},
         forward=forward,
-        info={"corpus": data.counts.get("corpus"), "tagset": data.counts.get("tagset"),
-              "source": data.source, "tags": list(data.tags), "vocab": len(data.vocab),
-              **data.sizes(), "test_oov_tokens": int(data.test.oov.sum()),
-              "train_clean": len(clean_idx), "unit": "tokens"},
     )
+
+
+# POS defaults: the vanilla RNN, and smaller batches/higher lr (treebank has ~3k training
+# sentences; 128-sentence batches give too few steps per epoch).
+register(TaskSpec(name="pos", models=MODELS, load=load_corpus, build=build, unit="tokens",
+                  defaults={"model": "rnn", "batch_size": 32, "lr": 3e-3}))

@@ -1,0 +1,30 @@
+"""The metric names every task reports, and what the search optimises: one definition, imported by
+the training loop, the sweep, the trial table and the analysis.
+
+Per epoch: ``train_loss``/``train_acc`` (as trained: the regularized objective's cross-entropy,
+dropout and augmentation on), ``train_clean_loss``/``train_clean_acc`` (eval mode, plain
+cross-entropy on a fixed sample of the training split), ``val_loss``/``val_acc``, ``gap_loss``
+(val_loss - train_clean_loss), ``gap_acc`` (train_clean_acc - val_acc), ``learning_rate``, one
+``<technique>_term`` per technique that adds a penalty (``l1_term``, ``l2_term``: the term's value,
+not in train_loss), ``epoch_time_s``, ``samples_per_s``; after the last epoch ``test_loss``,
+``test_acc`` (and ``test_loss_oov``, ``test_acc_oov`` for tagging).
+"""
+from __future__ import annotations
+
+OBJECTIVE, MODE = "val_loss", "min"  # what TPE and ASHA optimise, and what "best" means
+EPOCH_METRICS = ("train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss", "val_acc",
+                 "gap_loss", "gap_acc")
+TEST_METRICS = ("test_loss", "test_acc", "test_loss_oov", "test_acc_oov")
+# Trials that cannot be a technique's result: they failed, or their numbers are not finite.
+NOT_RESULTS = ("errored", "diverged")
+
+
+def penalty_metrics() -> tuple[str, ...]:
+    from .regularizers import catalog
+    return tuple(f"{t.name}_term" for t in catalog() if t.penalty is not None)
+
+
+def all_metrics() -> tuple[str, ...]:
+    """Every per-epoch column of the trial table, in order."""
+    return (EPOCH_METRICS + ("learning_rate",) + penalty_metrics() + ("epoch_time_s", "samples_per_s")
+            + TEST_METRICS + ("diverged",))

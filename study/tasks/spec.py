@@ -1,0 +1,61 @@
+"""What a task and a model declare: the types shared by the task table, the models and the loop.
+
+Targets use ``IGNORE`` (-100) for positions that must not count (padding, masked tokens): every
+loss is a sum over counted positions divided by their number, a per-sample (per-token) mean.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from torch import nn
+
+IGNORE = -100
+Batch = tuple[Any, Any]
+
+
+@dataclass
+class Task:
+    """A built task, ready to train: what the generic loop in ``study.training`` needs."""
+    model: nn.Module
+    # Training batches for one epoch, drawn (order, augmentation) from the given generator, with
+    # the regularizer's batch transforms applied.
+    train_batches: Callable[[Any], Iterator[Batch]]
+    # Named evaluation sets; "train_clean" and "val" every epoch, "test*" after the last one.
+    eval_sets: dict[str, Callable[[], Iterable[Batch]]]
+    forward: Callable[[nn.Module, Any], Any]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model of a task: ``build(cfg, n_outputs, hooks)``; ``accepts``: the regularizer hook keys
+    (see ``study.regularizers.technique``) it knows where to apply."""
+    build: Callable[..., nn.Module]
+    accepts: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One row of the task table.
+
+    ``load(cfg)`` reads the task's data once (the sweep's driver does it and hands the result to
+    every trial); ``build(cfg, data, device, regularization)`` returns a :class:`Task`;
+    ``defaults``: settings whose default differs for this task; ``unit``: what samples_per_s counts.
+    """
+    name: str
+    models: Mapping[str, ModelSpec]
+    load: Callable[[Any], Any]
+    build: Callable[..., Task]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    unit: str = "samples"
+
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def register(spec: TaskSpec) -> TaskSpec:
+    if spec.name in TASKS:
+        raise ValueError(f"task {spec.name!r} registered twice")
+    TASKS[spec.name] = spec
+    return spec
