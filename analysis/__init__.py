@@ -32,7 +32,6 @@ from .loading import (  # noqa: E402
 )
 from .stats import bootstrap_ci, diff_ci, holm, permutation_pvalue, welch_pvalue  # noqa: E402
 from .gaps import (  # noqa: E402
-    REG_ORDER,
     budget_statement,
     budget_table,
     gap_summary,
@@ -44,7 +43,6 @@ from .gaps import (  # noqa: E402
 )
 
 __all__ = [
-    "REG_ORDER",
     "bootstrap_ci",
     "budget_statement",
     "budget_table",

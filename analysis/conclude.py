@@ -4,7 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .gaps import PAPER_TABLE1, SOURCE_CONFIRM, TECHNIQUE, fmt_ci, fmt_p
+from study.regularizers import label as technique_label
+from study.regularizers import seed_table1_all
+
+from .gaps import SOURCE_CONFIRM, fmt_ci, fmt_p
 
 
 def p_eq(p: float) -> str:
@@ -14,7 +17,7 @@ def p_eq(p: float) -> str:
 
 
 def _name(reg: str) -> str:
-    return TECHNIQUE.get(reg, reg)
+    return technique_label(reg)
 
 
 def _diff_phrase(r: pd.Series, m: str, unit: str) -> str:
@@ -82,14 +85,17 @@ def conclusions(wide: pd.DataFrame, *, alpha: float = 0.05, test: str = "welch")
                     parts.append("not significant: " + "; ".join(
                         f"{_name(k)} ({p_eq(v[f'{m}_p'])})" for k, v in ns.iterrows()))
                 out.append(f"{pre}{label[0].upper() + label[1:]} ({tname}, final epoch) — " + "; ".join(parts) + ".")
-        if task == "image" and has_none and "final_val_loss_mean" in g.columns:
-            paper_best = min(PAPER_TABLE1, key=lambda k: PAPER_TABLE1[k][1])
-            ours = g["final_val_loss_mean"].idxmin()
+        paper = seed_table1_all()
+        shared = [r for r in g.index if r in paper]
+        if task == "image" and has_none and shared and "final_val_loss_mean" in g.columns:
+            paper_best = min(paper, key=lambda k: paper[k][1])
+            # (among the original report's techniques that this sweep ran)
+            ours = g.loc[shared, "final_val_loss_mean"].idxmin()
             agree = "agrees" if ours == paper_best else "differs"
             out.append(f"{pre}The original study found {_name(paper_best).lower()} lowest in validation loss "
-                       f"(Table 1: {PAPER_TABLE1[paper_best][1]:.4g} vs {PAPER_TABLE1['none'][1]:.4g} without "
+                       f"(Table 1: {paper[paper_best][1]:.4g} vs {paper['none'][1]:.4g} without "
                        f"regularization, one run each, no error bars); this sweep {agree} "
-                       f"({_name(ours).lower()} is lowest here).")
+                       f"({_name(ours).lower()} is lowest of its techniques here).")
         ns_ = g["n_seeds"].astype(int)
         if (g["source"] != SOURCE_CONFIRM).any():
             which = ", ".join(_name(k) for k in g.index[g["source"] != SOURCE_CONFIRM])

@@ -18,30 +18,16 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from study.metrics import EPOCH_METRICS, OBJECTIVE, TEST_METRICS
+from study.regularizers import label as technique_label
+from study.regularizers import canonical, order_key, seed_table1
+from study.trial_table import best_per_regularizer
+
 from . import stats
 
 log = logging.getLogger(__name__)
 
-REG_ORDER = ("none", "l2", "augment", "dropout", "l2_dropout")  # the study's Table 1 order
-TECHNIQUE = {
-    "none": "No regularization",
-    "l2": "L2 regularization",
-    "augment": "Data augmentation",
-    "dropout": "Dropout",
-    "l2_dropout": "Ensemble (L2 + dropout)",
-}
-# The original study's Table 1 (custom CNN on 25 Tiny ImageNet classes, epoch 25).
-PAPER_TABLE1 = {
-    "none": (1.556, 2.347),
-    "l2": (1.654, 2.1456),
-    "augment": (1.4923, 1.9847),
-    "dropout": (2.033, 2.229),
-    "l2_dropout": (1.72, 2.295),
-}
 GROUP = ["task", "model", "regularizer"]
-EPOCH_METRICS = ("train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss", "val_acc",
-                 "gap_loss", "gap_acc")
-TEST_METRICS = ("test_loss", "test_acc", "test_loss_oov", "test_acc_oov")
 # Metrics compared with `none` in the report's conclusion, and the direction that is "better".
 LOWER_IS_BETTER = {"final_val_loss": True, "final_gap_loss": True, "final_gap_acc": True,
                    "final_test_loss": True, "final_test_acc": False, "final_val_acc": False,
@@ -55,49 +41,29 @@ class AnalysisWarning(UserWarning):
     """A caveat about the numbers (e.g. fallback to a single search trial)."""
 
 
-def reg_sort_key(reg: str) -> tuple[int, str]:
-    return (REG_ORDER.index(reg) if reg in REG_ORDER else len(REG_ORDER), reg)
+def reg_sort_key(reg: str) -> tuple:
+    """Report order, from the catalog: none, single techniques, then combinations."""
+    return order_key(reg)
 
 
 def _order(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
-    key = df["regularizer"].map(lambda r: reg_sort_key(r)[0])
-    return (df.assign(_k=key).sort_values(["task", "model", "_k", "regularizer"], kind="stable")
+    rank = {r: i for i, r in enumerate(sorted(df["regularizer"].unique(), key=reg_sort_key))}
+    key = df["regularizer"].map(rank)
+    return (df.assign(_k=key).sort_values(["task", "model", "_k"], kind="stable")
             .drop(columns="_k").reset_index(drop=True))
 
 
 # ----------------------------------------------------------------------------------- selection
 def _best_search_trials(search: pd.DataFrame) -> list[str]:
-    """trial_ids of the best search trial per (task, model, regularizer).
-
-    Uses the sweep's ``study.trial_table.best_per_regularizer`` (the single definition of "best")
-    when it is importable; otherwise the lowest final-epoch val_loss among trials that ran their
-    full budget (any non-errored trial if none did)."""
-    try:
-        from study.trial_table import best_per_regularizer  # type: ignore[import-not-found]
-    except Exception:  # noqa: BLE001
-        best_per_regularizer = None
-    if best_per_regularizer is not None:
-        try:
-            best = best_per_regularizer(search)
-            if isinstance(best, pd.DataFrame) and "trial_id" in best.columns:
-                return [str(t) for t in best["trial_id"].unique()]
-            if isinstance(best, pd.Series):
-                best = best.to_dict()
-            if isinstance(best, dict):
-                return [str(v["trial_id"] if isinstance(v, dict) else v) for v in best.values()]
-        except Exception as e:  # noqa: BLE001
-            log.warning("study.trial_table.best_per_regularizer failed (%s); using the local rule", e)
-    last = search.sort_values("epoch").groupby("trial_id", sort=False).tail(1)
-    last = last[np.isfinite(last["val_loss"])]
+    """trial_ids of the best search trial per regularizer: ``study.trial_table.best_per_regularizer``,
+    the one definition of "best" (the sweep's confirmation phase picks with it too)."""
     ids = []
-    for _, g in last.groupby(GROUP, sort=False):
-        full = g[(g["status"] == "completed") & (g["epoch"] >= g["max_epochs"])]
-        pool = full if not full.empty else g[~g["status"].isin(["errored", "diverged"])]
-        if pool.empty:
-            continue
-        ids.append(str(pool.loc[pool["val_loss"].idxmin(), "trial_id"]))
+    for _, g in search.groupby(["task", "model"], sort=False):
+        best = best_per_regularizer(g)
+        if not best.empty:
+            ids += [str(t) for t in best["trial_id"]]
     return ids
 
 
@@ -155,7 +121,7 @@ def per_seed_metrics(rows: pd.DataFrame) -> pd.DataFrame:
         for m in TEST_METRICS:
             vals = g[m].dropna() if m in g.columns else pd.Series(dtype=float)
             rec[f"final_{m}"] = float(vals.iloc[-1]) if len(vals) else math.nan
-        v = g["val_loss"].to_numpy(float)
+        v = g[OBJECTIVE].to_numpy(float)
         if np.isfinite(v).any():
             b = g.iloc[int(np.nanargmin(v))]
             rec["best_epoch"] = int(b["epoch"])
@@ -236,7 +202,7 @@ def gap_summary(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, long: 
     rows = []
     for key, g in long.groupby(keys, sort=False):
         rec = dict(zip(keys, key))
-        rec["technique"] = TECHNIQUE.get(key[2], key[2])
+        rec["technique"] = technique_label(key[2])
         rec["n_seeds"] = int(g["n"].max())
         rec["source"] = g["source"].iloc[0]
         rec["note"] = g["note"].iloc[0]
@@ -272,12 +238,12 @@ def table1(rows: pd.DataFrame, sources: pd.DataFrame | None = None, *, epoch: in
             for k in vals:
                 vals[k].append(float(at[k].iloc[0]) if not at.empty else math.nan)
         rec: dict[str, Any] = {"task": task, "model": model, "regularizer": reg,
-                               "technique": TECHNIQUE.get(reg, reg),
+                               "technique": technique_label(reg),
                                "epoch": min(epochs) if len(epochs) == 1 else ",".join(map(str, sorted(epochs))),
                                "n_seeds": int(np.isfinite(vals["val_loss"]).sum())}
         for k, v in vals.items():
             rec[f"{k}_mean"], rec[f"{k}_ci_lo"], rec[f"{k}_ci_hi"] = stats.bootstrap_ci(v, n_boot=n_boot, seed=seed)
-        pt, pv = PAPER_TABLE1.get(reg, (math.nan, math.nan))
+        pt, pv = seed_table1(reg) or (math.nan, math.nan)
         rec["paper_train_loss"], rec["paper_val_loss"] = pt, pv
         if sources is not None and not sources.empty:
             s = sources[(sources["task"] == task) & (sources["model"] == model) & (sources["regularizer"] == reg)]
@@ -350,6 +316,8 @@ def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> 
     the planned budget from experiment.json (``budget_per_regularizer``), and confirm-phase runs."""
     experiment = experiment or {}
     planned = experiment.get("budget_per_regularizer") or {}
+    if isinstance(planned, dict):  # (records made before the catalog use e.g. "l2_dropout")
+        planned = {canonical(str(k)): v for k, v in planned.items()}
     trials = (df.sort_values("epoch").groupby("trial_id", sort=False)
               .agg(task=("task", "last"), model=("model", "last"), regularizer=("regularizer", "last"),
                    phase=("phase", "last"), status=("status", "last"), epochs=("epoch", "max"),

@@ -10,13 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from study.metrics import all_metrics
+from study.regularizers import canonical
+
 log = logging.getLogger(__name__)
 
-METRICS = (
-    "train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss", "val_acc",
-    "gap_loss", "gap_acc", "learning_rate", "l2_term", "epoch_time_s", "samples_per_s",
-    "test_loss", "test_acc", "test_loss_oov", "test_acc_oov",
-)
+METRICS = tuple(m for m in all_metrics() if m != "diverged")
 ID_COLUMNS = ("experiment", "phase", "trial_id", "task", "model", "regularizer", "status")
 REQUIRED = ("trial_id", "regularizer", "epoch", "train_loss", "train_clean_loss", "val_loss")
 
@@ -64,6 +63,8 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
             df[col] = val
     for col in ID_COLUMNS:
         df[col] = df[col].astype(str)
+    # one name per combination: tables recorded before the catalog say e.g. "l2_dropout"
+    df["regularizer"] = df["regularizer"].map({r: canonical(r) for r in df["regularizer"].unique()})
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").fillna(0).astype(int)
     df["epoch"] = pd.to_numeric(df["epoch"]).astype(int)
     if "max_epochs" not in df.columns:

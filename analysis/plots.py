@@ -23,26 +23,19 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .gaps import TECHNIQUE, reg_sort_key  # noqa: E402
+from study.regularizers import label as technique_label  # noqa: E402
+from study.regularizers import settings as catalog_settings  # noqa: E402
+
+from .gaps import reg_sort_key  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 LOSS_LABEL = "loss (cross-entropy, nats)"
 ACC_LABEL = "accuracy (fraction correct)"
-PARAM_LABEL = {
-    "lr": "learning rate (log scale)",
-    "l2": "L2 coefficient λ (log scale)",
-    "dropout": "dropout rate p",
-    "flip_lr_p": "left-right flip probability",
-    "flip_ud_p": "up-down flip probability",
-    "brightness": "brightness max delta (pixel range 0–1)",
-    "contrast_lo": "contrast factor, lower bound",
-    "contrast_hi": "contrast factor, upper bound",
-    "saturation_lo": "saturation factor, lower bound",
-    "saturation_hi": "saturation factor, upper bound",
-    "word_dropout": "word dropout probability",
-}
-LOG_PARAMS = {"lr", "l2"}
+# Axis labels and log scales of the swept settings, from the catalog's declarations.
+PARAM_LABEL = {"lr": "learning rate (log scale)",
+               **{k: st.label + (" (log scale)" if st.log else "") for k, st in catalog_settings().items()}}
+LOG_PARAMS = {"lr"} | {k for k, st in catalog_settings().items() if st.log}
 STATUS_COLORS = {"completed": "#1b9e77", "stopped": "#999999", "errored": "#d95f02",
                  "diverged": "#e7298a", "running": "#7570b3"}
 SPLIT_COLORS = {"train (clean)": "#1f77b4", "train (as trained)": "#9ecae1", "val": "#d62728"}
@@ -110,7 +103,7 @@ def curves(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, title: str 
                         ls="--" if split == "train (as trained)" else "-")
                 ax.fill_between(b["epoch"], b["ci_lo"], b["ci_hi"], color=color, alpha=0.22, lw=0)
             ax.set_ylim(lo_all - pad, hi_all + pad)
-            ax.set_title(f"{TECHNIQUE.get(reg, reg)} — {q}\n(n={n} seed{'s' if n != 1 else ''})", fontsize=9)
+            ax.set_title(f"{technique_label(reg)} — {q}\n(n={n} seed{'s' if n != 1 else ''})", fontsize=9)
             ax.set_xlabel("epoch" if i == 1 else "")
             ax.set_ylabel((LOSS_LABEL if q == "loss" else ACC_LABEL) if j == 0 else "")
             if j > 0:
@@ -132,7 +125,7 @@ def gaps(ps: pd.DataFrame, wide: pd.DataFrame, *, title: str | None = None):
               ("final_gap_loss", "val − clean train loss (nats)", "Loss gap, final epoch"),
               ("final_gap_acc", "clean train − val accuracy (fraction)", "Accuracy gap, final epoch")]
     regs = _regs(ps)
-    labels = [TECHNIQUE.get(r, r).replace(" (", "\n(").replace(" regularization", "\nregularization")
+    labels = [technique_label(r).replace(" (", "\n(").replace(" regularization", "\nregularization")
               for r in regs]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     pal = dict(zip(regs, sns.color_palette("colorblind", len(regs))))
@@ -186,9 +179,9 @@ def last_epoch_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def strength(search: pd.DataFrame, params: list[str], *, title: str | None = None):
     """One row per swept parameter: its value vs the val loss and vs the loss gap at the trial's
-    last epoch (search phase). Log axis for lr / L2 (and any parameter spanning > 2 decades);
-    colour = dropout rate (0 where unused) when the parameter belongs to L2/dropout trials only,
-    else the regularizer; marker = ASHA status (stopped trials ended early, at their last rung)."""
+    last epoch (search phase). Log axis for lr and the catalog's log-scale strengths (and any
+    parameter spanning > 2 decades); colour = the regularizer; marker = ASHA status (stopped
+    trials ended early, at their last rung)."""
     from matplotlib.lines import Line2D
 
     theme()
@@ -201,24 +194,16 @@ def strength(search: pd.DataFrame, params: list[str], *, title: str | None = Non
     regs = _regs(last)
     pal = dict(zip(regs, sns.color_palette("colorblind", len(regs))))
     markers = {"completed": ("o", 60, 0.95), "stopped": ("X", 55, 0.6), "running": ("s", 45, 0.8)}
-    dmax = float(np.nanmax(last["dropout"])) if "dropout" in last.columns and last["dropout"].notna().any() else 0.0
     for i, p in enumerate(params):
         sub = last[last[p].notna()]
-        by_dropout = (p != "dropout" and dmax > 0 and set(sub["regularizer"]) <= {"l2", "dropout", "l2_dropout"}
-                      and "dropout" in sub.columns)
         logx = p in LOG_PARAMS or (sub[p].min() > 0 and sub[p].max() / sub[p].min() > 100)
         for j, (m, ylabel) in enumerate((("val_loss", "val loss at last epoch (nats)"),
                                           ("gap_loss", "loss gap at last epoch (nats)"))):
             ax = axes[i, j]
-            sc = None
             for st, g in sub.groupby("status", sort=False):
                 mk, size, alpha = markers.get(st, ("D", 45, 0.8))
-                if by_dropout:
-                    sc = ax.scatter(g[p], g[m], c=g["dropout"].fillna(0.0), cmap="viridis", vmin=0, vmax=dmax,
-                                    marker=mk, s=size, alpha=alpha, edgecolors="black", linewidths=0.4)
-                else:
-                    ax.scatter(g[p], g[m], c=[pal[r] for r in g["regularizer"]], marker=mk, s=size, alpha=alpha,
-                               edgecolors="black", linewidths=0.4)
+                ax.scatter(g[p], g[m], c=[pal[r] for r in g["regularizer"]], marker=mk, s=size, alpha=alpha,
+                           edgecolors="black", linewidths=0.4)
             if logx:
                 ax.set_xscale("log")
                 ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -233,13 +218,9 @@ def strength(search: pd.DataFrame, params: list[str], *, title: str | None = Non
                 handles = [Line2D([], [], ls="", marker=markers.get(st, ("D",))[0], color="black", alpha=0.7,
                                   label=f"{st}" + (" (ASHA)" if st == "stopped" else ""))
                            for st in sub["status"].unique()]
-                if by_dropout:
-                    cb = fig.colorbar(sc, ax=ax, pad=0.02, fraction=0.05)
-                    cb.set_label("dropout rate p (0 = none)", fontsize=8)
-                else:
-                    handles += [Line2D([], [], ls="", marker="o", color=pal[r], label=r)
-                                for r in sorted(sub["regularizer"].unique(), key=reg_sort_key)]
-                ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02 if not by_dropout else 1.25, 1),
+                handles += [Line2D([], [], ls="", marker="o", color=pal[r], label=r)
+                            for r in sorted(sub["regularizer"].unique(), key=reg_sort_key)]
+                ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1),
                           fontsize=7, frameon=False)
     fig.suptitle((title or "Regularization strength vs generalization (search phase)")
                  + "\neach trial at the last epoch it trained (ASHA-stopped trials ✕ ended early)", y=1.0)
@@ -390,7 +371,7 @@ def importances(imp: pd.DataFrame, notes: list[str] | None = None, *, title: str
         ax.set_xlabel(f"importance ({d['evaluator'].iloc[0]}, normalised)")
         ax.set_ylabel("parameter" if ax is axes[0][0] else "")
         n = int(d["n_trials"].iloc[0])
-        ax.set_title(f"{TECHNIQUE.get(sc, sc)}\n({n} completed trials)", fontsize=9)
+        ax.set_title(f"{technique_label(sc)}\n({n} completed trials)", fontsize=9)
     fig.suptitle(title or "Optuna parameter importances for the sweep objective", y=1.03)
     if notes:
         fig.text(0.01, -0.04, "Skipped: " + "; ".join(notes), fontsize=7, ha="left", va="top", wrap=True)

@@ -39,8 +39,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from study import training
 from study.config import TrialConfig, make_config, parse_set
-from study.image_task import MEAN, STD
-from study.models import build_image_model
+from study.models import MODELS
+from study.regularization import for_config
+from study.tasks.image import MEAN, STD
 from study.tinyimagenet import _Source, load_splits, resolve_source, select_classes, stratified_split
 
 from .common import DEFAULT_DATA, fmt, machine, sync
@@ -86,17 +87,18 @@ def reference_transform(cfg: TrialConfig, augment: bool):
     """Per-image torchvision transforms with the study's augmentation semantics."""
     from torchvision import transforms as T
 
+    s = cfg.strengths
     steps = []
     if augment:
-        steps += [T.RandomHorizontalFlip(cfg.flip_lr_p), T.RandomVerticalFlip(cfg.flip_ud_p)]
+        steps += [T.RandomHorizontalFlip(s["flip_lr_p"]), T.RandomVerticalFlip(s["flip_ud_p"])]
     steps.append(T.ToTensor())
     if augment:
-        if cfg.brightness > 0:
-            steps.append(AdditiveBrightness(cfg.brightness))
-        if (cfg.contrast_lo, cfg.contrast_hi) != (1.0, 1.0):
-            steps.append(T.ColorJitter(contrast=(cfg.contrast_lo, cfg.contrast_hi)))
-        if (cfg.saturation_lo, cfg.saturation_hi) != (1.0, 1.0):
-            steps.append(T.ColorJitter(saturation=(cfg.saturation_lo, cfg.saturation_hi)))
+        if s["brightness"] > 0:
+            steps.append(AdditiveBrightness(s["brightness"]))
+        if (s["contrast_lo"], s["contrast_hi"]) != (1.0, 1.0):
+            steps.append(T.ColorJitter(contrast=(s["contrast_lo"], s["contrast_hi"])))
+        if (s["saturation_lo"], s["saturation_hi"]) != (1.0, 1.0):
+            steps.append(T.ColorJitter(saturation=(s["saturation_lo"], s["saturation_hi"])))
     steps.append(T.Normalize(MEAN, STD))
     return T.Compose(steps)
 
@@ -132,7 +134,8 @@ def run_reference(cfg: TrialConfig, device: torch.device, workers: int, epochs: 
                   compile_model: bool) -> list[tuple[int, float, float]]:
     """(images, seconds, mean train loss) per timed epoch."""
     t0 = time.perf_counter()
-    ds, n_classes = reference_dataset(cfg, reference_transform(cfg, cfg.augment))
+    augment = cfg.combination.uses("augment")
+    ds, n_classes = reference_dataset(cfg, reference_transform(cfg, augment))
     print(f"[reference] dataset: {len(ds)} training images listed in {time.perf_counter() - t0:.2f}s "
           f"(decoded per item, {workers} workers)", flush=True)
     cuda = device.type == "cuda"
@@ -142,7 +145,7 @@ def run_reference(cfg: TrialConfig, device: torch.device, workers: int, epochs: 
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
                         pin_memory=cuda, persistent_workers=workers > 0,
                         generator=torch.Generator().manual_seed(cfg.seed))
-    model = build_image_model(cfg, n_classes).to(device, memory_format=fmt_)
+    model = MODELS[cfg.model].build(cfg, n_classes, for_config(cfg).model_hooks).to(device, memory_format=fmt_)
     step_model = torch.compile(model) if compile_model else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     out = []
@@ -181,7 +184,7 @@ def run_project(cfg: TrialConfig, device: torch.device, epochs: int, warmup: int
     splits = load_splits(cfg)
     print(f"[project] dataset: {len(splits.train_y)} training images loaded from the cache in "
           f"{time.perf_counter() - t0:.2f}s (uint8 arrays, on {device} for the trial)", flush=True)
-    cfg = make_config({**cfg.to_dict(), "epochs": warmup + epochs})
+    cfg = make_config({**cfg.to_dict(), "epochs": warmup + epochs, "compile": compile_model})
     out = []
 
     def report(m, _get_state):
@@ -194,17 +197,7 @@ def run_project(cfg: TrialConfig, device: torch.device, epochs: int, warmup: int
         if timed:
             out.append((n, dt, m["train_loss"]))
 
-    build_task = training.build_task
-    if compile_model:  # no config key for it (yet): wrap the task's model for this run only
-        def compiled(c, d, dev):
-            task = build_task(c, d, dev)
-            task.model = torch.compile(task.model)
-            return task
-        training.build_task = compiled
-    try:
-        training.run_trial(cfg, report, data=splits, device=device)
-    finally:
-        training.build_task = build_task
+    training.run_trial(cfg, report, data=splits, device=device)
     return out
 
 
@@ -252,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         torch.backends.cudnn.benchmark = True
     print(f"machine: {machine()}")
     print(f"settings: model={cfg.model} batch_size={cfg.batch_size} device={device} classes={cfg.classes} "
-          f"augment={cfg.augment} amp={cfg.amp and device.type == 'cuda'} "
+          f"augment={cfg.combination.uses('augment')} amp={cfg.amp and device.type == 'cuda'} "
           f"channels_last={cfg.channels_last and device.type == 'cuda'} compile={args.compile} "
           f"epochs={args.epochs} warmup={args.warmup} workers={args.workers} data={cfg.data}", flush=True)
     result = {"reference": float("nan"), "project": float("nan")}

@@ -243,7 +243,7 @@ def best_per_regularizer(table: pd.DataFrame, k: int = 1, phase: str = "search")
     if t.empty:
         return pd.DataFrame()
     s = summarize(t).dropna(subset=["best_val_loss"])
-    configs = t.groupby("trial_id")["config"].last()
-    s["config"] = s["trial_id"].map(configs)
+    if "config" in t.columns:
+        s["config"] = s["trial_id"].map(t.groupby("trial_id")["config"].last())
     return (s.sort_values(["regularizer", "best_val_loss"]).groupby("regularizer", sort=True).head(k)
             .reset_index(drop=True))

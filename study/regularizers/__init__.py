@@ -23,7 +23,7 @@ NONE = "none"
 
 __all__ = ["ALIASES", "Alias", "CatalogError", "Combination", "MixedTargets", "Setting", "Technique",
            "canonical", "catalog", "label", "listing", "names", "order_key", "parse", "register",
-           "seed_table1", "setting", "settings"]
+           "seed_table1", "seed_table1_all", "setting", "settings"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,13 @@ def seed_table1(value: str) -> tuple[float, float] | None:
         if set(a.techniques) == {t.name for t in combo.techniques}:
             return a.seed_table1
     return combo.techniques[0].seed_table1 if len(combo.techniques) == 1 else None
+
+
+def seed_table1_all() -> dict[str, tuple[float, float]]:
+    """Every technique or combination the original report had: canonical name -> (train, val)."""
+    out = {t.name: t.seed_table1 for t in catalog() if t.seed_table1}
+    out.update({parse(a.name).name: a.seed_table1 for a in ALIASES.values() if a.seed_table1})
+    return out
 
 
 def order_key(value: str) -> tuple:
