@@ -221,6 +221,17 @@ def _number(key: str, value: Any, integer: bool) -> float:
     return v
 
 
+def _suggest(combo: regularizers.Combination, owner: regularizers.Technique, task: str) -> str:
+    """" (e.g. regularizer=l2+dropout)" when that combination exists for the task, else ""."""
+    if combo.name == "none" or task not in owner.tasks:
+        return ""
+    try:
+        both = regularizers.parse(f"{combo.name}+{owner.name}").name
+    except CatalogError:
+        return ""
+    return f" (e.g. regularizer={both})"
+
+
 def make_config(values: dict[str, Any] | None = None, **overrides: Any) -> TrialConfig:
     """Build and validate a config from a plain dict; unknown keys are an error."""
     merged = dict(values or {})
@@ -247,10 +258,8 @@ def make_config(values: dict[str, Any] | None = None, **overrides: Any) -> Trial
                 continue
             if st.off is not None and _number(key, value, st.integer) == st.off:
                 continue
-            raise ConfigError(f"{key}: has no effect with regularizer {combo.name!r}; "
-                              f"it belongs to {owner.name!r} (e.g. regularizer={combo.name}+{owner.name})"
-                              if combo.name != "none" else
-                              f"{key}: has no effect with regularizer 'none'; it belongs to {owner.name!r}")
+            raise ConfigError(f"{key}: has no effect with regularizer {combo.name!r}; it belongs to "
+                              f"{owner.name!r}{_suggest(combo, owner, task)}")
         kwargs["regularizer"] = combo.name
         kwargs["strengths"] = _strengths(combo, given)
         return validate(TrialConfig(**kwargs))

@@ -11,6 +11,7 @@ import pytest
 from datagen import BAD_DATA, make_bad_data, make_tiny_imagenet, wnid
 
 from study.run import main
+from study.spaces import available
 
 SPACE_OK = "fixed: {regularizer: l2_dropout, epochs: 2}\nsearch:\n  lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-2}\n"
 
@@ -23,7 +24,7 @@ SPACE_OK = "fixed: {regularizer: l2_dropout, epochs: 2}\nsearch:\n  lr: {dist: l
     ("search:\n  lr: {dist: uniform, low: 0.1, high: 0.1}\n", r"search.lr: low \(0.1\) must be < high \(0.1\)"),
     ("search:\n  lr: {dist: loguniform, low: 0, high: 0.1}\n", "search.lr.low: log scale needs low > 0"),
     ("fixed: {regularizer: dropout}\nsearch:\n  dropout: {dist: uniform, low: 0.0, high: 1.0}\n",
-     r"search.dropout: dropout: 1.0 is out of range; allowed: \[0.0, 1.0\)"),
+     r"search.dropout: dropout: 1.0 is out of range; allowed: \[0, 1\)"),
     ("fixed: {regularizer: l2}\nsearch:\n  l2: {dist: uniform, low: -0.1, high: 0.1}\n", "search.l2: l2: -0.1 is out of range"),
     ("fixed: {regularizer: augment, contrast_lo: 1.3}\n", "fixed: contrast_lo/contrast_hi: range reversed"),
     ("fixed: {regularizer: augment}\nsearch:\n  saturation_lo: {dist: uniform, low: -0.5, high: 0.5}\n",
@@ -31,7 +32,7 @@ SPACE_OK = "fixed: {regularizer: l2_dropout, epochs: 2}\nsearch:\n  lr: {dist: l
     ("fixed: {batch_size: 0}\n", "fixed: batch_size: 0 is out of range; allowed: >= 1"),
     ("fixed: {regularizer: none}\nsearch:\n  dropout: {dist: uniform, low: 0.1, high: 0.5}\n",
      "dropout: has no effect with regularizer 'none'"),
-    ("search:\n  regularizer: {dist: conditional, choices: {lasso: {}}}\n", "regularizer: unknown value 'lasso'"),
+    ("search:\n  regularizer: {dist: conditional, choices: {lasso: {}}}\n", "regularizer: unknown technique 'lasso'"),
 ])
 def test_bad_space_file_exits_2_naming_file_and_key(tmp_path, capsys, yaml_text, message):
     path = tmp_path / "myspace.yaml"
@@ -45,8 +46,8 @@ def test_bad_space_file_exits_2_naming_file_and_key(tmp_path, capsys, yaml_text,
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--space", "nope"], "unknown space 'nope'; available: all, augment, dropout, l2, l2_dropout, none, pos_all"),
-    (["--space", "l2", "--set", "regularizer=lasso"], "regularizer: unknown value 'lasso'"),
+    (["--space", "nope"], f"unknown space 'nope'; available: {', '.join(available())}"),
+    (["--space", "l2", "--set", "regularizer=lasso"], "regularizer: unknown technique 'lasso'"),
     (["--space", "l2", "--set", "epochz=3"], "--set epochz: unknown setting"),
     (["--space", "l2", "--max-epochs", "0"], "epochs: 0 is out of range"),
     (["--space", "l2", "--set", "model=resnet"], "model: unknown value 'resnet'"),

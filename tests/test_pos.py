@@ -20,9 +20,7 @@ from study import train_once
 from study.config import ConfigError, make_config
 from study.corpora import PAD, UNK, load_corpus, read_tagged
 from study.errors import CorpusError
-from study.pos_task import build, word_dropout
-from study.regularizers import l2_parameters
-from study.training import IGNORE, _sums, run_trial
+from study.training import IGNORE, _sums, build_task, run_trial
 
 CPU = torch.device("cpu")
 UNIVERSAL = set(posgen.PTB_TO_UNIVERSAL.values())
@@ -185,7 +183,7 @@ def test_download_over_localhost(tmp_path, monkeypatch, http_dir):
 def test_training_batches_cover_train_once_bucketed_and_seeded(tb_dir):
     cfg = cfg_for(tb_dir, batch_size=8)
     data = load_corpus(cfg)
-    task = build(cfg, data, CPU)
+    task = build_task(cfg, data, CPU)
     gen = torch.Generator().manual_seed(0)
     batches = list(task.train_batches(gen))
     tokens = Counter()
@@ -210,13 +208,13 @@ def test_training_batches_cover_train_once_bucketed_and_seeded(tb_dir):
 def test_padding_changes_no_loss(tb_dir, model, bi):
     cfg = cfg_for(tb_dir, model=model, bidirectional=bi)
     data = load_corpus(cfg)
-    task = build(cfg, data, CPU)
+    task = build_task(cfg, data, CPU)
     task.model.eval()
     lengths = data.train.lengths
     long_i = int(np.argmax(lengths))
     short_i = int(np.argmin(lengths))
     assert lengths[long_i] > 4 * lengths[short_i]
-    from study.pos_task import _DeviceSplit
+    from study.tasks.pos import _DeviceSplit
     split = _DeviceSplit(data.train, CPU)
     with torch.no_grad():
         x1, y1 = split.batch(torch.tensor([short_i]))
@@ -237,12 +235,13 @@ def test_padding_changes_no_loss(tb_dir, model, bi):
 def test_dropout_only_with_dropout_regularizers_and_only_in_train_mode(tb_dir):
     data = load_corpus(cfg_for(tb_dir))
     rates = {}
-    for reg in ("none", "l2", "augment", "dropout", "l2_dropout"):
-        m = build(cfg_for(tb_dir, regularizer=reg), data, CPU).model
+    for reg in ("none", "l2", "word_dropout", "dropout", "l2_dropout"):
+        m = build_task(cfg_for(tb_dir, regularizer=reg), data, CPU).model
         rates[reg] = {mod.p for mod in m.modules() if isinstance(mod, torch.nn.Dropout)}
-    assert rates["none"] == rates["l2"] == rates["augment"] == {0.0}
+    # without a dropout technique the dropout sites hold no dropout module at all
+    assert rates["none"] == rates["l2"] == rates["word_dropout"] == set()
     assert rates["dropout"] == {0.25} and rates["l2_dropout"] == {0.2}
-    task = build(cfg_for(tb_dir, regularizer="dropout", dropout=0.5, layers=2), data, CPU)
+    task = build_task(cfg_for(tb_dir, regularizer="dropout", dropout=0.5, layers=2), data, CPU)
     assert task.model.rnn.dropout == 0.5  # between stacked layers too
     (x, _), = [next(iter(task.eval_sets["val"]()))]
     task.model.eval()
@@ -252,51 +251,10 @@ def test_dropout_only_with_dropout_regularizers_and_only_in_train_mode(tb_dir):
         assert not torch.allclose(task.forward(task.model, x), task.forward(task.model, x))
 
 
-def test_word_dropout_rate_and_only_on_training_batches(tb_dir):
-    ids = torch.randint(2, 50, (400, 50))
-    ids[:, 40:] = PAD
-    out = word_dropout(ids, 0.25, torch.Generator().manual_seed(0))
-    real = ids != PAD
-    rate = float((out[real] == UNK).float().mean())
-    assert abs(rate - 0.25) < 0.01  # 16k draws: sd ~ 0.0034
-    assert torch.equal(out[~real], ids[~real])
-    assert torch.equal(out[(out != UNK)], ids[(out != UNK)])
-
-    data = load_corpus(cfg_for(tb_dir))
-    def unk_share(reg, **kw):
-        task = build(cfg_for(tb_dir, regularizer=reg, **kw), data, CPU)
-        n = unk = 0
-        for (x, lengths), y in task.train_batches(torch.Generator().manual_seed(0)):
-            unk += int((x == UNK).sum())
-            n += int(lengths.sum())
-        evals = [int((x == UNK).sum()) for name in ("train_clean", "val")
-                 for (x, _), _ in task.eval_sets[name]()]
-        return unk / n, evals
-    base, evals_none = unk_share("none")
-    assert base == 0.0
-    rate, evals_aug = unk_share("augment", word_dropout=0.3)
-    assert abs(rate - 0.3) < 0.05  # ~460 tokens
-    assert evals_aug == evals_none  # evaluation untouched (val's UNKs are its OOV words)
-
-
-def test_l2_term_covers_weight_matrices(tb_dir):
-    data = load_corpus(cfg_for(tb_dir))
-    cfg = cfg_for(tb_dir, regularizer="l2", l2=1e-3, epochs=1, lr=1e-4)
-    states = []
-    m = run_trial(cfg, lambda metrics, get: states.append(get()), data=data)
-    model = build(cfg, data, CPU).model
-    names = {n for n, p in model.named_parameters() if any(p is q for q in l2_parameters(model, False))}
-    assert names == {"embed.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "out.weight"}
-    model.load_state_dict(states[-1]["model"])
-    expect = 1e-3 * sum(float(p.detach().pow(2).sum()) for p in l2_parameters(model, False))
-    assert m["l2_term"] == pytest.approx(expect, rel=1e-2)  # before the last step vs after it
-    assert run_trial(cfg_for(tb_dir, epochs=1), data=data)["l2_term"] == 0.0
-
-
 # --- the trial --------------------------------------------------------------------------------------
 def test_trial_metrics_deterministic_and_test_accuracy_over_real_and_oov_tokens(tb_dir):
     data = load_corpus(cfg_for(tb_dir))
-    cfg = cfg_for(tb_dir, model="lstm", epochs=6, lr=3e-2, regularizer="augment", seed=3)
+    cfg = cfg_for(tb_dir, model="lstm", epochs=6, lr=3e-2, regularizer="word_dropout", seed=3)
     runs = []
     for _ in range(2):
         states = []
@@ -309,7 +267,7 @@ def test_trial_metrics_deterministic_and_test_accuracy_over_real_and_oov_tokens(
     assert m["train_clean_acc"] > 0.9  # the generated language is learnable
     assert m["gap_acc"] == pytest.approx(m["train_clean_acc"] - m["val_acc"])
     # recompute test accuracy by hand from the final model: real tokens, then OOV tokens only
-    task = build(cfg, data, CPU)
+    task = build_task(cfg, data, CPU)
     task.model.load_state_dict(runs[0][1][-1][1]["model"])
     task.model.eval()
     correct = oov_correct = 0

@@ -1,5 +1,6 @@
 """Search-space files: every shipped space loads, and the Optuna define-by-run function samples
-only valid configurations, conditionals only under their regularizer."""
+only valid configurations, conditionals only under their regularizer. Technique names come from
+the catalog (study.regularizers), never from a list here."""
 from __future__ import annotations
 
 import functools
@@ -8,12 +9,22 @@ import math
 import optuna
 import pytest
 
-from study.config import ACTIVE, REGULARIZERS, make_config
+from study import regularizers, tasks
+from study.config import ConfigError, make_config
+from study.regularizers import ALIASES
 from study.spaces import SpaceError, available, define_by_run, describe_all, load_space, validate_space
 
-IMAGE_SPACES = ("none", "l2", "dropout", "augment", "l2_dropout", "all")
-AUGMENT_PARAMS = {"flip_lr_p", "flip_ud_p", "brightness", "contrast_lo", "contrast_hi", "saturation_lo",
-                  "saturation_hi"}
+ALL_SPACES = {"all": "alexnet", "all_efficientnet": "efficientnet_b0"}  # image: space -> its fixed model
+
+
+def space_name(task: str, regularizer: str) -> str:
+    """The naming rule of the shipped spaces: image spaces after the technique, pos ones prefixed."""
+    return regularizer if task == "image" else f"{task}_{regularizer}"
+
+
+SINGLE = [(space_name(task, t.name), task, t.name) for t in regularizers.catalog() for task in t.tasks]
+ENSEMBLES = [(space_name(task, a.name), task, a.name) for a in ALIASES.values() for task in tasks.names()
+             if all(task in x.tasks for x in regularizers.parse(a.name).techniques)]
 
 
 def sample(space, n: int, seed: int = 0) -> list[optuna.trial.FrozenTrial]:
@@ -24,46 +35,91 @@ def sample(space, n: int, seed: int = 0) -> list[optuna.trial.FrozenTrial]:
     return study.trials
 
 
+def unsupported(task: str, model: str) -> set[str]:
+    """Techniques of the task that the model cannot apply (it lacks one of their hooks)."""
+    out = set()
+    for name in regularizers.names(task):
+        try:
+            make_config({"task": task, "model": model, "regularizer": name})
+        except ConfigError as e:
+            assert f"not supported by model {model!r}" in str(e), e
+            out.add(name)
+    return out
+
+
+def check_sampled(space, cfg, params: dict) -> None:
+    """The config a trial gets holds exactly what was sampled, inside the distribution's bounds."""
+    assert cfg.lr == pytest.approx(params["lr"])
+    combo = cfg.combination
+    assert set(cfg.strengths) == set(combo.setting_names())
+    for key, value in params.items():
+        if key in ("lr", "regularizer"):
+            continue
+        assert key in combo.setting_names(), (key, combo.name)
+        assert cfg.strengths[key] == pytest.approx(value)
+        _, st = regularizers.setting(key)
+        st.check(cfg.strengths[key])
+    for key, spec in space.search.items():
+        if spec["dist"] in ("uniform", "loguniform", "int"):
+            assert spec["low"] <= params[key] <= spec["high"]
+            if spec["dist"] == "int":
+                assert isinstance(params[key], int)
+    # paired ranges (contrast_lo/_hi, ...) are never reversed
+    for key, value in cfg.strengths.items():
+        if key.endswith("_lo") and key[:-3] + "_hi" in cfg.strengths:
+            assert value <= cfg.strengths[key[:-3] + "_hi"]
+
+
 def test_shipped_spaces_exist_and_load():
     names = set(available())
-    assert set(IMAGE_SPACES) <= names
+    assert {n for n, _, _ in SINGLE + ENSEMBLES} | set(ALL_SPACES) | {"pos_all"} <= names
     for name in names:
         space = load_space(name)
         assert space.description and "lr" in space.searched_names()
         cfg = make_config(space.fixed)
         assert cfg.epochs >= 1 and space.sweep["num_samples"] >= 1
     descs = dict(describe_all())
-    assert all(descs[n] for n in IMAGE_SPACES)
+    assert all(descs[n] for n in names)
 
 
-@pytest.mark.parametrize("name,reg,params", [
-    ("none", "none", {"lr"}),
-    ("l2", "l2", {"lr", "l2"}),
-    ("dropout", "dropout", {"lr", "dropout"}),
-    ("augment", "augment", {"lr"} | AUGMENT_PARAMS),
-    ("l2_dropout", "l2_dropout", {"lr", "l2", "dropout"}),
-])
-def test_single_type_spaces_sample_valid_configs(name, reg, params):
+@pytest.mark.parametrize("name,task,reg", SINGLE + ENSEMBLES, ids=[n for n, _, _ in SINGLE + ENSEMBLES])
+def test_every_technique_has_a_space_that_samples_valid_configs(name, task, reg):
     space = load_space(name)
-    assert set(space.searched_names()) == params
+    combo = regularizers.parse(reg)
+    params = set(space.searched_names())
+    assert "lr" in params and params - {"lr"} <= set(combo.setting_names())
+    if combo.setting_names():  # a technique with strengths has them searched
+        assert params - {"lr"}
     for t in sample(space, 12):
         assert set(t.params) == params
         cfg = make_config({**space.fixed, **t.params})
-        assert cfg.regularizer == reg
-        for key, spec in space.search.items():
-            assert spec["low"] <= t.params[key] <= spec["high"]
-        if "l2" in params:
-            assert cfg.l2_lambda == pytest.approx(t.params["l2"]) and t.params["l2"] > 0
-        if "dropout" in params:
-            assert cfg.dropout_rate == pytest.approx(t.params["dropout"]) and 0 <= cfg.dropout_rate < 1
-        if reg == "augment":
-            assert cfg.contrast_lo <= cfg.contrast_hi and cfg.saturation_lo <= cfg.saturation_hi
+        assert cfg.task == task and cfg.regularizer == combo.name
+        assert [x.name for x in cfg.combination.techniques] == [x.name for x in combo.techniques]
+        check_sampled(space, cfg, t.params)
 
 
-def test_all_space_is_conditional_on_the_regularizer():
-    space = load_space("all")
+def test_the_ensemble_space_searches_both_strengths():
+    space = load_space("l2_dropout")
+    combo = regularizers.parse("l2_dropout")
+    assert len(combo.techniques) == 2 and set(space.searched_names()) == {"lr", *combo.setting_names()}
+    for t in sample(space, 8):
+        cfg = make_config({**space.fixed, **t.params})
+        assert all(cfg.combination.uses(x.name) for x in combo.techniques)
+        assert cfg.strengths == {k: pytest.approx(t.params[k]) for k in combo.setting_names()}
+
+
+@pytest.mark.parametrize("name,task,model", [("all", "image", "alexnet"),
+                                             ("all_efficientnet", "image", "efficientnet_b0"),
+                                             ("pos_all", "pos", "rnn")])
+def test_all_spaces_are_conditional_on_the_regularizer(name, task, model):
+    space = load_space(name)
+    assert space.fixed["model"] == model and make_config(space.fixed).task == task
     choices = space.search["regularizer"]["choices"]
-    assert set(choices) == set(REGULARIZERS)
+    # every technique of the task the model supports, plus the ensemble alias
+    techniques = set(choices) - set(ALIASES)
+    assert techniques | unsupported(task, model) == set(regularizers.names(task))
+    assert not techniques & unsupported(task, model)
+    assert set(ALIASES) <= set(choices)
     seen = set()
     for t in sample(space, 40):
         reg = t.params["regularizer"]
@@ -71,11 +127,29 @@ def test_all_space_is_conditional_on_the_regularizer():
         # exactly the lr plus the chosen type's strengths: nothing sampled for the other types
         assert set(t.params) == {"lr", "regularizer"} | set(choices[reg])
         cfg = make_config({**space.fixed, **t.params})
-        assert cfg.regularizer == reg
-        assert (cfg.l2_lambda > 0) == ("l2" in ACTIVE[reg])
-        assert (cfg.dropout_rate > 0) == ("dropout" in ACTIVE[reg]) or t.params.get("dropout") == 0
+        assert cfg.regularizer == regularizers.parse(reg).name
+        for other in regularizers.names(task):
+            assert cfg.combination.uses(other) == regularizers.parse(reg).uses(other)
+        check_sampled(space, cfg, t.params)
     assert len(seen) >= 4  # TPE explores the categorical
-    assert {"l2", "dropout"} <= set(space.searched_names()) and AUGMENT_PARAMS <= set(space.searched_names())
+    searched = set(space.searched_names())
+    for reg, sub in choices.items():
+        assert set(sub) <= searched and set(sub) <= set(regularizers.parse(reg).setting_names())
+
+
+def test_all_efficientnet_covers_the_image_catalog():
+    choices = load_space("all_efficientnet").search["regularizer"]["choices"]
+    assert set(choices) - set(ALIASES) == set(regularizers.names("image"))
+    assert not unsupported("image", "efficientnet_b0")
+
+
+@pytest.mark.parametrize("all_name,task", [("all", "image"), ("all_efficientnet", "image"), ("pos_all", "pos")])
+def test_all_and_single_spaces_agree_on_ranges(all_name, task):
+    """A technique's strengths are searched over the same ranges alone and inside the `all` space."""
+    choices = load_space(all_name).search["regularizer"]["choices"]
+    for reg, sub in choices.items():
+        single = load_space(space_name(task, reg)).search
+        assert {k: single[k] for k in sub} == sub, (all_name, reg)
 
 
 def test_seeded_sampler_is_reproducible():
@@ -112,6 +186,21 @@ def test_space_from_a_path_and_int_and_categorical(tmp_path):
     for t in sample(space, 6):
         assert t.params["batch_size"] in (16, 32) and 8 <= t.params["hidden"] <= 64
         assert isinstance(t.params["hidden"], int)
+
+
+def test_a_range_outside_the_setting_is_refused(tmp_path):
+    """The loader probes both ends of every range against the Setting's allowed range."""
+    for key, st in regularizers.settings().items():
+        if st.hi == math.inf or st.integer:
+            continue
+        owner, _ = regularizers.setting(key)
+        task = owner.tasks[0]
+        model = next(m for m in tasks.get(task).models if owner.name not in unsupported(task, m))
+        p = tmp_path / f"bad_{key}.yaml"
+        p.write_text(f"description: x\nfixed: {{task: {task}, model: {model}, regularizer: {owner.name}}}\n"
+                     f"search:\n  {key}: {{dist: uniform, low: {max(st.lo, 0.0)}, high: {st.hi + 0.5}}}\n")
+        with pytest.raises(SpaceError, match=rf"bad_{key}.yaml: search.{key}: {key}: .* is out of range"):
+            load_space(str(p))
 
 
 def test_overrides_are_validated_against_the_search(tmp_path):

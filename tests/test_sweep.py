@@ -86,13 +86,13 @@ def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, 
     assert sorted(round(v, 12) for v in search.drop_duplicates("trial_id").lr) == lrs
     summary = pd.read_csv(exp / "summary.csv")
     assert len(summary) == 6 and {"best_epoch", "best_val_loss", "final_val_loss", "epochs_run"} <= set(summary.columns)
-    assert "best configuration per regularizer" in out and "l2_dropout" in out
+    assert "best configuration per regularizer" in out and "l2+dropout" in out
     assert set(table.columns) >= {"diverged", "learning_rate", "epoch_time_s"} and not search.diverged.any()
     assert search.dropout.between(0, 0.7).all() and (search.l2 > 0).all()
     assert search.config.map(lambda c: json.loads(c)["epochs"]).eq(3).all()
     assert set(search.searched) == {'["lr", "l2", "dropout"]'}
     meta = json.loads((exp / "experiment.json").read_text())
-    assert meta["budget_per_regularizer"] == {"l2_dropout": 6} and meta["wall_time_s"] > 0
+    assert meta["budget_per_regularizer"] == {"l2+dropout": 6} and meta["wall_time_s"] > 0
     assert {k: meta["search"][k] for k in ("num_samples", "grace_period", "reduction_factor", "max_t", "seed")} == \
         {"num_samples": 6, "grace_period": 1, "reduction_factor": 3.0, "max_t": 3, "seed": 0}
     assert meta["fixed"]["classes"] == 4 and meta["versions"]["ray"] == ray.__version__
@@ -104,7 +104,7 @@ def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, 
     table = pd.read_parquet(exp / "trials.parquet")
     conf = table[table.phase == "confirm"]
     final = conf.sort_values("epoch").groupby("trial_id").tail(1)  # the printed summary: final epochs
-    assert (f"l2_dropout  n=2 val_loss={final.val_loss.mean():.4f}+-{final.val_loss.std():.4f} "
+    assert (f"l2+dropout  n=2 val_loss={final.val_loss.mean():.4f}+-{final.val_loss.std():.4f} "
             f"gap_loss={final.gap_loss.mean():.4f}+-") in capsys.readouterr().out
     assert sorted(conf.drop_duplicates("trial_id").seed) == [1, 2]
     assert (conf.groupby("trial_id").epoch.max() == 3).all() and set(conf.status) == {"completed"}
@@ -126,7 +126,7 @@ def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, 
                  "figures/asha.png", "figures/strength.png"):
         assert (out_dir / name).exists(), name
     gaps = pd.read_csv(out_dir / "gaps.csv")
-    row = gaps[gaps.regularizer == "l2_dropout"].iloc[0]
+    row = gaps[gaps.regularizer == "l2+dropout"].iloc[0]
     assert row.n_seeds == 2 and row.source == "confirm"
     final = conf.sort_values("epoch").groupby("trial_id").val_loss.last()
     val_col = [c for c in gaps.columns if "val_loss" in c and c.endswith("_mean") and "final" in c][0]

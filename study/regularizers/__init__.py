@@ -81,12 +81,11 @@ def parse(value: str) -> Combination:
     raw = str(value).strip()
     parts: list[str] = []
     for piece in (p.strip() for p in raw.split("+")):
-        if piece in ALIASES:
-            parts += [p for p in ALIASES[piece].techniques if p not in parts]
-        elif piece in TECHNIQUES:
-            if piece in parts:
-                raise CatalogError(f"regularizer: {piece!r} appears twice in {raw!r}")
-            parts.append(piece)
+        if piece in ALIASES or piece in TECHNIQUES:
+            for name in (ALIASES[piece].techniques if piece in ALIASES else (piece,)):
+                if name in parts:
+                    raise CatalogError(f"regularizer: {name!r} appears twice in {raw!r}")
+                parts.append(name)
         else:
             allowed = ", ".join(names() + sorted(ALIASES))
             raise CatalogError(f"regularizer: unknown technique {piece!r}; allowed: {allowed} "

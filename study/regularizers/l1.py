@@ -10,7 +10,7 @@ def penalty(params: list[torch.Tensor], s) -> torch.Tensor:
 
 register(Technique(
     name="l1", tasks=("image", "pos"), stage="penalty", label="L1 regularization",
-    summary="adds lambda * sum(|w|) over weight matrices/kernels to the loss (sparsity)",
+    summary="adds lambda * sum(abs(w)) over weight matrices/kernels to the loss (sparsity)",
     reference="Tibshirani 1996, Regression shrinkage and selection via the lasso",
     settings=(Setting("l1", 1e-5, 0.0, float("inf"), log=True, label="L1 coefficient λ", off=0.0),),
     penalty=penalty,

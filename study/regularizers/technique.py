@@ -65,7 +65,8 @@ class Setting:
                or (self.hi_open and value >= self.hi) or (self.lo_open and value <= self.lo)
                or (self.integer and not float(value).is_integer()))
         if bad:
-            raise CatalogError(f"{self.name}: {value!r} is out of range; allowed: {self.allowed()}")
+            shown = int(value) if self.integer and math.isfinite(value) and float(value).is_integer() else value
+            raise CatalogError(f"{self.name}: {shown!r} is out of range; allowed: {self.allowed()}")
 
 
 def _num(v: float) -> str:
@@ -92,7 +93,6 @@ class Technique:
     summary: str  # what it does, one line
     reference: str  # the paper, one line
     settings: tuple[Setting, ...] = ()
-    models: tuple[str, ...] | None = None  # None: every model of its tasks that accepts its hooks
     check: Callable[[Mapping[str, float]], None] | None = None  # cross-setting rules
     model_hooks: Mapping[str, Callable[[Mapping[str, float]], Any]] = field(default_factory=dict)
     batch_transform: Callable[..., Any] | None = None

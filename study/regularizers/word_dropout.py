@@ -21,7 +21,7 @@ def transform(x, y, s, gen, ctx):
 
 register(Technique(
     name="word_dropout", tasks=("pos",), stage="data", label="Word dropout",
-    summary="replaces each training token by <unk> with probability p (the tagger's augmentation)",
+    summary="replaces each training token by the unknown-word token with probability p",
     reference="Iyyer et al. 2015, Deep unordered composition rivals syntactic methods (word dropout)",
     settings=(Setting("word_dropout", 0.1, 0.0, 1.0, hi_open=True, label="word dropout probability", off=0.0),),
     batch_transform=transform,

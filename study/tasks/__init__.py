@@ -13,10 +13,15 @@ from .spec import IGNORE, TASKS, Batch, ModelSpec, Task, TaskSpec, register
 __all__ = ["IGNORE", "Batch", "ModelSpec", "Task", "TaskSpec", "get", "names", "register", "table"]
 
 
+_loaded = False
+
+
 def table() -> dict[str, TaskSpec]:
-    if not TASKS:
+    global _loaded
+    if not _loaded:  # (a task module imported directly has registered itself already)
         for m in pkgutil.iter_modules(__path__):
             importlib.import_module(f"{__name__}.{m.name}")
+        _loaded = True
     return TASKS
 
 
