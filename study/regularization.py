@@ -56,11 +56,12 @@ class Regularization:
         return out
 
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
-        covered, rest = decay_parameters(model, self.include_bias)
         for t in self.combination.techniques:
             if t.param_groups is not None:
-                return t.param_groups(covered, rest, self.strengths)
-        return [{"params": covered + rest}]
+                return t.param_groups(*decay_parameters(model, self.include_bias), self.strengths)
+        # One group in the model's own parameter order: optimizer state is saved by position, so
+        # checkpoints written before the catalog (and by any other run) restore onto it.
+        return [{"params": list(model.parameters())}]
 
     def covered_parameters(self, model: nn.Module) -> list[torch.Tensor]:
         return decay_parameters(model, self.include_bias)[0]
