@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from study.metrics import all_metrics
-from study.regularizers import canonical
+from study.regularizers import canonical, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,11 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
             df[col] = val
     for col in ID_COLUMNS:
         df[col] = df[col].astype(str)
-    # one name per combination: tables recorded before the catalog say e.g. "l2_dropout"
-    df["regularizer"] = df["regularizer"].map({r: canonical(r) for r in df["regularizer"].unique()})
+    # one name per combination, in today's terms: tables recorded before the catalog say e.g.
+    # "l2_dropout", and "augment" for the POS word dropout
+    pairs = df[["task", "regularizer"]].drop_duplicates().itertuples(index=False)
+    names = {(t, r): canonical(upgrade(t, r)) for t, r in pairs}
+    df["regularizer"] = [names[k] for k in zip(df["task"], df["regularizer"])]
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").fillna(0).astype(int)
     df["epoch"] = pd.to_numeric(df["epoch"]).astype(int)
     if "max_epochs" not in df.columns:

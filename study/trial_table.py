@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import regularizers
 from .config import make_config
 from .metrics import NOT_RESULTS, OBJECTIVE, all_metrics
 
@@ -79,11 +80,11 @@ def trial_params(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def upgrade_record(values: dict[str, Any]) -> dict[str, Any]:
-    """Settings recorded before the regularizer catalog, in today's terms: POS ``augment`` was
-    word dropout (now ``word_dropout``); other names are still accepted as they were."""
-    if values.get("task") == "pos" and values.get("regularizer") == "augment":
-        return {**values, "regularizer": "word_dropout"}
-    return values
+    """Settings recorded before the regularizer catalog, in today's terms (the catalog's
+    ``formerly``: POS ``augment`` is ``word_dropout``); other names are accepted as they were."""
+    if "regularizer" not in values:
+        return values
+    return {**values, "regularizer": regularizers.upgrade(str(values.get("task", "image")), values["regularizer"])}
 
 
 def _nan(v: Any) -> Any:

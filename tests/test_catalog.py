@@ -264,3 +264,21 @@ def test_list_regularizers_prints_the_catalog(main, capsys):
         printed = dict(p.split("=", 1) for p in pairs)
         assert list(printed) == [s.name for s in t.settings]
         assert {k: float(v) for k, v in printed.items()} == pytest.approx(t.defaults(), rel=1e-5)
+
+
+def test_readme_catalog_table_matches_the_registry():
+    """The README's catalog table has a row per technique with its tasks, every setting with its
+    default and allowed range, its summary and its reference."""
+    from pathlib import Path
+
+    import study.regularizers as R
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines()
+            if line.startswith("| `")}
+    for t in R.catalog():
+        assert t.name in rows, t.name
+        row = rows[t.name]
+        assert f"| {', '.join(t.tasks)} |" in row and t.summary in row and t.reference in row, t.name
+        for s in t.settings:
+            assert f"`{s.name}` {s.default:g}, {s.allowed()}" in row, (t.name, s.name)

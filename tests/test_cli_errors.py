@@ -76,7 +76,9 @@ def test_existing_experiment_is_not_overwritten(tmp_path, capsys):
 def test_list_spaces(capsys):
     assert main(["--list-spaces"]) == 0
     out = capsys.readouterr().out
-    for name in ("none", "l2", "dropout", "augment", "l2_dropout", "all", "pos_none", "pos_l2_dropout", "pos_all"):
+    from study.spaces import available
+    assert len(out.splitlines()) == len(available())
+    for name in available():  # every shipped space, with its description
         assert any(line.split()[0] == name and len(line.split()) > 3 for line in out.splitlines()), name
 
 

@@ -3,27 +3,46 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
 from torch import nn
 
-from study.augment import augment_batch
+from study import regularizers
 from study.config import ConfigError, make_config, parse_set
-from study.models import AlexNetStyle, build_image_model, tf_lrn
-from study.regularizers import l2_parameters, l2_penalty
+from study.models import MODELS, AlexNetStyle, tf_lrn
+from study.regularization import for_config
+from study.regularizers.augment import augment_batch
 from study.tinyimagenet import load_splits
 from study.training import run_trial
+
+UNKNOWN_LASSO = ("regularizer: unknown technique 'lasso'; allowed: "
+                 + ", ".join(regularizers.names() + sorted(regularizers.ALIASES)))
+
+
+def build_image_model(cfg, num_classes):
+    return MODELS[cfg.model].build(cfg, num_classes, for_config(cfg).model_hooks)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models on a shared machine: a second thread per process costs more than it gives."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # --- config -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("values,message", [
-    ({"regularizer": "lasso"}, "regularizer: unknown value 'lasso'; allowed: none, l2, dropout, augment, l2_dropout"),
-    ({"model": "resnet"}, "model: unknown value 'resnet'"),
-    ({"regularizer": "dropout", "dropout": 1.0}, r"dropout: 1.0 is out of range; allowed: \[0.0, 1.0\)"),
-    ({"regularizer": "l2", "l2": -1e-4}, r"l2: -0.0001 is out of range; allowed: \[0.0, inf\]"),
-    ({"contrast_lo": 1.2, "contrast_hi": 0.8}, "contrast_lo/contrast_hi: range reversed"),
-    ({"saturation_lo": -0.1}, "saturation_lo: -0.1 is out of range"),
+    ({"regularizer": "lasso"}, re.escape(UNKNOWN_LASSO) + " \\(or a combination"),
+    ({"model": "resnet"}, "model: unknown value 'resnet' for task 'image'; allowed: " + ", ".join(MODELS)),
+    ({"regularizer": "dropout", "dropout": 1.0}, r"dropout: 1.0 is out of range; allowed: \[0, 1\)"),
+    ({"regularizer": "l2", "l2": -1e-4}, r"l2: -0.0001 is out of range; allowed: \[0, inf\)"),
+    ({"regularizer": "augment", "contrast_lo": 1.2, "contrast_hi": 0.8}, "contrast_lo/contrast_hi: range reversed"),
+    ({"regularizer": "augment", "saturation_lo": -0.1}, r"saturation_lo: -0.1 is out of range; allowed: \[0, inf\)"),
+    ({"contrast_lo": 1.2}, "contrast_lo: has no effect with regularizer 'none'; it belongs to 'augment'"),
     ({"batch_size": 0}, "batch_size: 0 is out of range; allowed: >= 1"),
     ({"epochs": 0}, "epochs: 0 is out of range"),
     ({"bogus": 1}, "unknown setting 'bogus'"),
@@ -36,13 +55,20 @@ def test_bad_config_names_key_and_allowed_values(values, message):
 
 
 def test_regularizer_defaults_are_the_studys_and_inactive_strengths_are_off():
-    assert make_config({"regularizer": "dropout"}).dropout_rate == 0.25
+    assert make_config({"regularizer": "dropout"}).strengths == {"dropout": 0.25}
     c = make_config({"regularizer": "l2_dropout"})
-    assert (c.l2_lambda, c.dropout_rate, c.augment) == (1.5e-4, 0.2, False)
+    assert c.regularizer == "l2+dropout" and dict(c.strengths) == {"l2": 1.5e-4, "dropout": 0.2}
+    assert not c.combination.uses("augment")
     a = make_config({"regularizer": "augment"})
-    assert (a.l2_lambda, a.dropout_rate, a.augment) == (0.0, 0.0, True)
-    assert (a.brightness, a.contrast_lo, a.contrast_hi, a.saturation_lo, a.saturation_hi) == (0.4, 0.8, 1.2, 0.7, 1.3)
-    assert make_config(parse_set(["regularizer=l2", "l2=1e-3", "flip_ud_p=0"])).l2_lambda == 1e-3
+    # an inactive technique has no strengths at all (nothing to be "off")
+    assert a.combination.uses("augment") and not {"l2", "dropout"} & set(a.strengths)
+    s = a.strengths
+    assert (s["brightness"], s["contrast_lo"], s["contrast_hi"], s["saturation_lo"], s["saturation_hi"]) == \
+        (0.4, 0.8, 1.2, 0.7, 1.3)
+    assert (s["flip_lr_p"], s["flip_ud_p"]) == (0.5, 0.5)
+    # an unused technique's "off" value (dropout=0) is tolerated and recorded nowhere
+    l2 = make_config(parse_set(["regularizer=l2", "l2=1e-3", "dropout=0"]))
+    assert dict(l2.strengths) == {"l2": 1e-3} and l2.to_dict()["l2"] == 1e-3
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -82,7 +108,9 @@ def test_lrn_matches_tensorflow_formula():
 def test_efficientnet_dropout_is_the_regularizers():
     none = build_image_model(make_config({"model": "efficientnet_b0"}), 5)
     drop = build_image_model(make_config({"model": "efficientnet_b0", "regularizer": "dropout", "dropout": 0.4}), 5)
-    assert none.classifier[0].p == 0.0 and drop.classifier[0].p == 0.4
+    # without a dropout technique the site is an identity (the same as p=0)
+    assert isinstance(none.classifier[0], nn.Identity)
+    assert isinstance(drop.classifier[0], nn.Dropout) and drop.classifier[0].p == 0.4
 
 
 def test_efficientnet_loads_local_pretrained_weights(tmp_path):
@@ -103,17 +131,20 @@ def test_l2_term_is_lambda_times_sum_of_squared_weights():
     m = AlexNetStyle(5)
     weights = [p for n, p in m.named_parameters() if n.endswith("weight")]
     expected = 3e-4 * sum(float(w.detach().double().pow(2).sum()) for w in weights)
-    got = l2_penalty(l2_parameters(m, include_bias=False), 3e-4)
-    assert math.isclose(float(got), expected, rel_tol=1e-5)
-    with_bias = l2_penalty(l2_parameters(m, include_bias=True), 3e-4)
+    def term(include_bias):
+        reg = for_config(make_config({"regularizer": "l2", "l2": 3e-4, "l2_include_bias": include_bias}))
+        return reg.penalties(reg.covered_parameters(m))["l2"]
+
+    assert math.isclose(float(term(False).detach()), expected, rel_tol=1e-5)
     bias_sq = sum(float(p.detach().double().pow(2).sum()) for n, p in m.named_parameters() if n.endswith("bias"))
-    assert math.isclose(float(with_bias), expected + 3e-4 * bias_sq, rel_tol=1e-5)
-    assert l2_penalty(l2_parameters(m, False), 0.0) is None
+    assert math.isclose(float(term(True).detach()), expected + 3e-4 * bias_sq, rel_tol=1e-5)
+    none = for_config(make_config({"regularizer": "none"}))
+    assert none.penalties(none.covered_parameters(m)) == {}  # no term at all, not a zero term
 
 
 def test_dropout_active_only_in_train_mode():
     torch.manual_seed(0)
-    m = AlexNetStyle(5, dropout=0.5)
+    m = AlexNetStyle(5, dropout_layer=lambda: nn.Dropout(0.5))
     x = torch.rand(4, 3, 64, 64)
     m.eval()
     with torch.no_grad():
@@ -122,6 +153,8 @@ def test_dropout_active_only_in_train_mode():
     with torch.no_grad():
         assert not torch.equal(m(x), m(x))
     assert not any(isinstance(l, nn.Dropout) and l.p > 0 for l in AlexNetStyle(5).modules())
+    built = build_image_model(make_config({"regularizer": "dropout", "dropout": 0.5}), 5)
+    assert [l.p for l in built.modules() if isinstance(l, nn.Dropout)] == [0.5, 0.5]
 
 
 def test_augmentation_respects_its_ranges():
@@ -129,12 +162,12 @@ def test_augmentation_respects_its_ranges():
                        "contrast_lo": 1.0, "contrast_hi": 1.0, "saturation_lo": 1.0, "saturation_hi": 1.0})
     x = torch.rand(8, 3, 64, 64)
     gen = torch.Generator().manual_seed(0)
-    torch.testing.assert_close(augment_batch(x, cfg, gen), x.flip(-1))  # p=1 flip, nothing else
+    torch.testing.assert_close(augment_batch(x, cfg.strengths, gen), x.flip(-1))  # p=1 flip, nothing else
     # brightness only: each image shifted by one delta in [-0.2, 0.2] (where not clamped)
     cfg = make_config({"regularizer": "augment", "flip_lr_p": 0.0, "flip_ud_p": 0.0, "brightness": 0.2,
                        "contrast_lo": 1.0, "contrast_hi": 1.0, "saturation_lo": 1.0, "saturation_hi": 1.0})
     x = torch.full((500, 3, 4, 4), 0.5)
-    delta = (augment_batch(x, cfg, gen) - x)[:, 0, 0, 0]
+    delta = (augment_batch(x, cfg.strengths, gen) - x)[:, 0, 0, 0]
     assert delta.abs().max() <= 0.2 + 1e-6 and delta.min() < -0.15 and delta.max() > 0.15
     assert abs(float(delta.mean())) < 0.02
 
@@ -198,10 +231,10 @@ def test_resume_from_state_reproduces_uninterrupted_run(splits):
 
 def test_augmentation_changes_training_batches_only(splits, monkeypatch):
     """With augmentation on, eval-mode metrics on the same weights must not see augmentation."""
-    import study.image_task as it
+    import study.regularizers.augment as it
     calls = []
     real = it.augment_batch
-    monkeypatch.setattr(it, "augment_batch", lambda x, c, g: calls.append(len(x)) or real(x, c, g))
+    monkeypatch.setattr(it, "augment_batch", lambda x, s, g: calls.append(len(x)) or real(x, s, g))
     trial(splits, epochs=1, regularizer="augment")
     assert sum(calls) == len(splits.train_y)  # every training image once, nothing else
     calls.clear()
@@ -223,4 +256,4 @@ def test_train_once_cli_writes_json(tiny_zip, tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert "train_clean_loss" in printed and "test_acc=" in printed
     assert main(["--data", str(tiny_zip), "--regularizer", "lasso"]) == 2
-    assert "regularizer: unknown value 'lasso'" in capsys.readouterr().err
+    assert UNKNOWN_LASSO in capsys.readouterr().err

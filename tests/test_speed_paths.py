@@ -11,10 +11,11 @@ import torch
 from scipy import stats
 from torchvision.transforms.v2 import functional as TF
 
-from study import image_task
-from study.augment import augment_batch
+from study import tasks
 from study.config import make_config
-from study.image_task import to_float
+from study.regularization import for_config
+from study.regularizers.augment import augment_batch
+from study.tasks.image import as_tensor, to_float
 from study.tinyimagenet import load_splits
 from study.trainable import train
 
@@ -32,6 +33,11 @@ def aug_cfg(**kw):
     return make_config({"regularizer": "augment", **OFF, **kw})
 
 
+def aug(**kw):
+    """The augment technique's strengths: every transform off except those given."""
+    return aug_cfg(**kw).strengths
+
+
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
@@ -40,7 +46,7 @@ def gen(seed=0):
 @pytest.mark.parametrize("factor", [0.5, 0.8, 1.2, 1.5])
 def test_contrast_with_a_fixed_factor_is_torchvisions_adjust_contrast(factor):
     x = torch.rand(12, 3, 16, 16, generator=gen(1))
-    got = augment_batch(x, aug_cfg(contrast_lo=factor, contrast_hi=factor), gen())
+    got = augment_batch(x, aug(contrast_lo=factor, contrast_hi=factor), gen())
     want = torch.stack([TF.adjust_contrast(img, factor) for img in x])
     torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
     assert not torch.equal(got, x)
@@ -49,7 +55,7 @@ def test_contrast_with_a_fixed_factor_is_torchvisions_adjust_contrast(factor):
 @pytest.mark.parametrize("factor", [0.0, 0.7, 1.3])
 def test_saturation_with_a_fixed_factor_is_torchvisions_adjust_saturation(factor):
     x = torch.rand(12, 3, 16, 16, generator=gen(2))
-    got = augment_batch(x, aug_cfg(saturation_lo=factor, saturation_hi=factor), gen())
+    got = augment_batch(x, aug(saturation_lo=factor, saturation_hi=factor), gen())
     want = torch.stack([TF.adjust_saturation(img, factor) for img in x])
     torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
 
@@ -73,7 +79,7 @@ def _assert_uniform(sample, lo, hi):
 
 def test_random_contrast_factor_is_uniform_in_its_range_and_blends_like_torchvision():
     x = _mid_images(3000, 3)
-    out = augment_batch(x, aug_cfg(contrast_lo=0.8, contrast_hi=1.2), gen())
+    out = augment_batch(x, aug(contrast_lo=0.8, contrast_hi=1.2), gen())
     mean = TF.rgb_to_grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
     c = _recovered_factor(x, out, mean)
     _assert_uniform(c, 0.8, 1.2)
@@ -84,7 +90,7 @@ def test_random_contrast_factor_is_uniform_in_its_range_and_blends_like_torchvis
 
 def test_random_saturation_factor_is_uniform_in_its_range():
     x = _mid_images(3000, 4)
-    out = augment_batch(x, aug_cfg(saturation_lo=0.7, saturation_hi=1.3), gen())
+    out = augment_batch(x, aug(saturation_lo=0.7, saturation_hi=1.3), gen())
     s = _recovered_factor(x, out, TF.rgb_to_grayscale(x))
     _assert_uniform(s, 0.7, 1.3)
     for i in range(0, 3000, 500):
@@ -93,13 +99,13 @@ def test_random_saturation_factor_is_uniform_in_its_range():
 
 def test_brightness_adds_one_uniform_delta_per_image_within_max_delta():
     x = torch.full((4000, 3, 4, 4), 0.5)
-    out = augment_batch(x, aug_cfg(brightness=0.4), gen())
+    out = augment_batch(x, aug(brightness=0.4), gen())
     delta = out - x
     per_image = delta[:, 0, 0, 0]
     assert torch.equal(delta, per_image.view(-1, 1, 1, 1).expand_as(delta))  # one delta per image
     _assert_uniform(per_image.numpy(), -0.4, 0.4)
     # clamped to [0, 1] as tf.image.random_brightness + the reference transform do
-    hi = augment_batch(torch.full((500, 3, 2, 2), 0.9), aug_cfg(brightness=0.4), gen())
+    hi = augment_batch(torch.full((500, 3, 2, 2), 0.9), aug(brightness=0.4), gen())
     assert hi.max() == 1.0 and hi.min() >= 0.5 - 1e-6
     ref = bench_epoch.AdditiveBrightness(0.4)
     torch.manual_seed(0)
@@ -124,7 +130,7 @@ def test_flip_frequencies_match_their_probabilities_independently(p_lr, p_ud):
     n = 4000
     base = torch.arange(12.0).view(1, 3, 2, 2) / 12  # every flip of it is distinct
     x = base.repeat(n, 1, 1, 1)
-    out = augment_batch(x, aug_cfg(flip_lr_p=p_lr, flip_ud_p=p_ud), gen())
+    out = augment_batch(x, aug(flip_lr_p=p_lr, flip_ud_p=p_ud), gen())
     lr, ud = _flip_flags(x, out)
     for got, p in ((lr.mean(), p_lr), (ud.mean(), p_ud), ((lr & ud).mean(), p_lr * p_ud)):
         assert abs(got - p) < 4.5 * np.sqrt(p * (1 - p) / n), (got, p)
@@ -132,8 +138,8 @@ def test_flip_frequencies_match_their_probabilities_independently(p_lr, p_ud):
 
 def test_flip_probability_one_and_zero_are_certain():
     x = torch.rand(64, 3, 5, 5, generator=gen(5))
-    torch.testing.assert_close(augment_batch(x, aug_cfg(flip_lr_p=1.0), gen()), TF.horizontal_flip(x))
-    torch.testing.assert_close(augment_batch(x, aug_cfg(flip_ud_p=1.0), gen()), TF.vertical_flip(x))
+    torch.testing.assert_close(augment_batch(x, aug(flip_lr_p=1.0), gen()), TF.horizontal_flip(x))
+    torch.testing.assert_close(augment_batch(x, aug(flip_ud_p=1.0), gen()), TF.vertical_flip(x))
 
 
 def test_batched_augmentation_matches_the_reference_per_image_pipeline_statistically():
@@ -157,7 +163,8 @@ def test_batched_augmentation_matches_the_reference_per_image_pipeline_statistic
             out = t(out)
         ref.append(out)
     ref = torch.stack(ref)
-    ours = augment_batch(to_float(torch.from_numpy(img)[None].expand(n, -1, -1, -1).contiguous()), cfg, gen())
+    ours = augment_batch(to_float(torch.from_numpy(img)[None].expand(n, -1, -1, -1).contiguous()), cfg.strengths,
+                         gen())
 
     def features(b):
         top_red = b[:, 0, :4].mean(dim=(1, 2)) - b[:, 0, 4:].mean(dim=(1, 2))  # sign: ud flip
@@ -177,8 +184,12 @@ def splits(tiny_zip, tmp_path_factory):
                                     "cache_dir": str(tmp_path_factory.mktemp("cache"))}))
 
 
+def build(cfg, splits):
+    return tasks.get("image").build(cfg, splits, torch.device("cpu"), for_config(cfg))
+
+
 def _epoch(cfg, splits, seed=0):
-    task = image_task.build(cfg, splits, torch.device("cpu"))
+    task = build(cfg, splits)
     xs, ys = zip(*task.train_batches(gen(seed)))
     return task, torch.cat(xs), torch.cat(ys)
 
@@ -210,7 +221,7 @@ def test_evaluation_batches_are_never_augmented(splits):
 
 def test_gpu_only_settings_are_inert_on_cpu(splits):
     cfg = make_config({"classes": 4, "batch_size": 16, "channels_last": True, "amp": True})
-    task = image_task.build(cfg, splits, torch.device("cpu"))
+    task = build(cfg, splits)
     conv = task.model.features[0].weight
     assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
     x = next(task.train_batches(gen()))[0]
@@ -245,7 +256,7 @@ def test_object_store_gives_the_disk_cache_arrays_zero_copy(ray_cluster, splits,
             assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), f
     assert got.classes == from_disk.classes and got.source == from_disk.source
     assert not got.train_x.flags.writeable  # a view of the shared store, not a private copy
-    t = image_task.as_tensor(got.train_x, torch.device("cpu"))
+    t = as_tensor(got.train_x, torch.device("cpu"))
     assert t.data_ptr() == got.train_x.ctypes.data  # and the trial's tensor is that same memory
 
     @ray.remote(num_cpus=0)

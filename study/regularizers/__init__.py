@@ -23,7 +23,7 @@ NONE = "none"
 
 __all__ = ["ALIASES", "Alias", "CatalogError", "Combination", "MixedTargets", "Setting", "Technique",
            "canonical", "catalog", "label", "listing", "names", "order_key", "parse", "register",
-           "seed_table1", "seed_table1_all", "setting", "settings"]
+           "seed_table1", "seed_table1_all", "setting", "settings", "upgrade"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,15 @@ def _conflict(a: Technique, b: Technique) -> str:
     if a.param_groups and b.param_groups:
         return "both set the optimizer's parameter groups"
     return ""
+
+
+def upgrade(task: str, value: str) -> str:
+    """A ``regularizer`` recorded before the catalog, in today's terms (POS ``augment`` ->
+    ``word_dropout``); anything else unchanged."""
+    for t in TECHNIQUES.values():
+        if t.formerly.get(task) == value:
+            return t.name
+    return value
 
 
 def canonical(value: str) -> str:

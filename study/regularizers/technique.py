@@ -101,6 +101,7 @@ class Technique:
     loss_options: Callable[[Mapping[str, float]], dict[str, Any]] | None = None
     param_groups: Callable[..., list[dict[str, Any]]] | None = None
     task_hint: Mapping[str, str] = field(default_factory=dict)  # task -> what to use instead
+    formerly: Mapping[str, str] = field(default_factory=dict)  # task -> its name in older records
     seed_table1: tuple[float, float] | None = None  # the original report's (train, val) loss, epoch 25
 
     def __post_init__(self) -> None:

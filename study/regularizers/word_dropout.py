@@ -25,4 +25,5 @@ register(Technique(
     reference="Iyyer et al. 2015, Deep unordered composition rivals syntactic methods (word dropout)",
     settings=(Setting("word_dropout", 0.1, 0.0, 1.0, hi_open=True, label="word dropout probability", off=0.0),),
     batch_transform=transform,
+    formerly={"pos": "augment"},
 ))
