@@ -209,7 +209,7 @@ CLI_CASES = {  # case: (train_once args, run args, the message)
               r"dropout: 1.0 is out of range; allowed: \[0, 1\)"),
     "range_int": (["--regularizer", "cutout", "--set", "cutout_holes=65"],
                   ["--space", "cutout", "--set", "cutout_holes=65"],
-                  r"cutout_holes: 65.0 is out of range; allowed: \[1, 64\] \(integer\)"),
+                  r"cutout_holes: 65 is out of range; allowed: \[1, 64\] \(integer\)"),
     "unused": (["--regularizer", "l2", "--set", "dropout=0.3"], ["--space", "l2", "--set", "dropout=0.3"],
                r"dropout: has no effect with regularizer 'l2'; it belongs to 'dropout'"),
     "task": (["--task", "pos", "--regularizer", "cutmix"], ["--space", "pos_none", "--set", "regularizer=cutmix"],
