@@ -29,10 +29,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:  # (config imports the task table, which imports this module)
     from .config import TrialConfig
-
-import numpy as np
 
 
 PAD, UNK = 0, 1

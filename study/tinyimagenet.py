@@ -9,11 +9,6 @@ identity and the class list, so a second run loads in a fraction of a second (me
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # (config imports the task table, which imports this module)
-    from .config import TrialConfig
-
 import hashlib
 import io
 import json
@@ -23,12 +18,16 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .download import fetch
+
+if TYPE_CHECKING:  # (config imports the task table, which imports this module)
+    from .config import TrialConfig
 
 CACHE_VERSION = 1
 ROOT = "tiny-imagenet-200"
