@@ -7,7 +7,7 @@ import pandas as pd
 from study.regularizers import label as technique_label
 from study.regularizers import seed_table1_all
 
-from .gaps import SOURCE_CONFIRM, fmt_ci, fmt_p
+from .gaps import SOURCE_CONFIRM, SOURCE_NONE, SOURCE_SEARCH, fmt_ci, fmt_p
 
 
 def p_eq(p: float) -> str:
@@ -87,21 +87,25 @@ def conclusions(wide: pd.DataFrame, *, alpha: float = 0.05, test: str = "welch")
                 out.append(f"{pre}{label[0].upper() + label[1:]} ({tname}, final epoch) — " + "; ".join(parts) + ".")
         paper = seed_table1_all()
         shared = [r for r in g.index if r in paper]
-        if task == "image" and has_none and shared and "final_val_loss_mean" in g.columns:
+        ran = g.loc[shared, "final_val_loss_mean"].dropna() if "final_val_loss_mean" in g.columns else []
+        if task == "image" and has_none and len(ran):
             paper_best = min(paper, key=lambda k: paper[k][1])
             # (among the original report's techniques that this sweep ran)
-            ours = g.loc[shared, "final_val_loss_mean"].idxmin()
+            ours = ran.idxmin()
             agree = "agrees" if ours == paper_best else "differs"
             out.append(f"{pre}The original study found {_name(paper_best).lower()} lowest in validation loss "
                        f"(Table 1: {paper[paper_best][1]:.4g} vs {paper['none'][1]:.4g} without "
                        f"regularization, one run each, no error bars); this sweep {agree} "
                        f"({_name(ours).lower()} is lowest of its techniques here).")
-        ns_ = g["n_seeds"].astype(int)
-        if (g["source"] != SOURCE_CONFIRM).any():
-            which = ", ".join(_name(k) for k in g.index[g["source"] != SOURCE_CONFIRM])
+        ns_ = g.loc[g["source"] != SOURCE_NONE, "n_seeds"].astype(int)
+        if (g["source"] == SOURCE_NONE).any():
+            which = "; ".join(f"{_name(k)} ({v['note']})" for k, v in g[g["source"] == SOURCE_NONE].iterrows())
+            out.append(f"{pre}No result for {which}: a technique is compared only on trials that finished.")
+        if (g["source"] == SOURCE_SEARCH).any():
+            which = ", ".join(_name(k) for k in g.index[g["source"] == SOURCE_SEARCH])
             out.append(f"{pre}Caveat: {which}: no confirmation runs — the numbers are the single best search "
                        "trial (n = 1), chosen on validation loss, so they are optimistic and carry no CI or test.")
-        if ns_.max() > 1 and ns_.min() < 5:
+        if len(ns_) and ns_.max() > 1 and ns_.min() < 5:
             out.append(f"{pre}Caveat: only {ns_.min()}" + (f"–{ns_.max()}" if ns_.max() != ns_.min() else "")
                        + " seeds per technique. Bootstrap CIs from so few runs understate the uncertainty and "
                        "the tests have little power; a non-significant difference is not evidence of no effect. "

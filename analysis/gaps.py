@@ -18,9 +18,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from study.metrics import EPOCH_METRICS, OBJECTIVE, TEST_METRICS
+from study.metrics import EPOCH_METRICS, NOT_RESULTS, OBJECTIVE, STATUSES, TEST_METRICS
 from study.regularizers import label as technique_label
-from study.regularizers import canonical, order_key, seed_table1
+from study.regularizers import canonical, order_key, seed_table1, upgrade
 from study.trial_table import best_per_regularizer
 
 from . import stats
@@ -34,6 +34,7 @@ LOWER_IS_BETTER = {"final_val_loss": True, "final_gap_loss": True, "final_gap_ac
                    "best_val_loss": True}
 SOURCE_CONFIRM = "confirm"
 SOURCE_SEARCH = "search-best"
+SOURCE_NONE = "no result"  # no finished trial: the technique is listed, with no numbers
 NOTE_SEARCH = "no completed confirm-phase runs: best search trial only (n=1), no CI or test"
 
 
@@ -69,7 +70,8 @@ def _best_search_trials(search: pd.DataFrame) -> list[str]:
 
 def select_rows(df: pd.DataFrame, *, warn: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows, sources): the epoch rows of the runs to summarise, and one row per
-    (task, model, regularizer) with ``source`` ("confirm" | "search-best"), ``n_seeds``, ``note``."""
+    (task, model, regularizer) with ``source`` ("confirm" | "search-best" | "no result": no trial
+    that can be a result, see ``study.metrics.NOT_RESULTS``), ``n_seeds``, ``note``."""
     confirm = df[(df["phase"] == "confirm") & (df["status"] == "completed")]
     search = df[df["phase"] == "search"]
     parts, info = [], []
@@ -93,17 +95,46 @@ def select_rows(df: pd.DataFrame, *, warn: bool = True) -> tuple[pd.DataFrame, p
         best = set(_best_search_trials(sub)) if not sub.empty else set()
         chosen = sub[sub["trial_id"].isin(best)]
         parts.append(chosen)
+        fallback, nothing = [], []
         for task, model, reg in need_search:
             got = chosen[(chosen["task"] == task) & (chosen["model"] == model) & (chosen["regularizer"] == reg)]
             n = got["trial_id"].nunique()
-            info.append({"task": task, "model": model, "regularizer": reg, "source": SOURCE_SEARCH,
-                         "n_seeds": n, "note": NOTE_SEARCH if n else "no usable trial"})
-        if warn:
-            regs = ", ".join(r for _, _, r in need_search)
-            warnings.warn(f"no completed confirm-phase runs for: {regs}; summarising the best search "
-                          f"trial of each (n=1, CI and p-value are NaN)", AnalysisWarning, stacklevel=2)
+            if n:
+                fallback.append(reg)
+                info.append({"task": task, "model": model, "regularizer": reg, "source": SOURCE_SEARCH,
+                             "n_seeds": n, "note": NOTE_SEARCH})
+                continue
+            mine = df[(df["task"] == task) & (df["model"] == model) & (df["regularizer"] == reg)]
+            note = f"no finished trial ({_status_list(mine)}): no result"
+            nothing.append(f"{reg} ({_status_list(mine)})")
+            info.append({"task": task, "model": model, "regularizer": reg, "source": SOURCE_NONE,
+                         "n_seeds": 0, "note": note})
+        if warn and fallback:
+            warnings.warn(f"no completed confirm-phase runs for: {', '.join(fallback)}; summarising the best "
+                          f"search trial of each (n=1, CI and p-value are NaN)", AnalysisWarning, stacklevel=2)
+        if warn and nothing:
+            warnings.warn(f"no finished trial, so no result, for: {'; '.join(nothing)}", AnalysisWarning,
+                          stacklevel=2)
     rows = pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
     return rows, _order(pd.DataFrame(info, columns=["task", "model", "regularizer", "source", "n_seeds", "note"]))
+
+
+def _status_list(trials: pd.DataFrame) -> str:
+    """"1 interrupted, 2 errored": how many of these trials ended in each status that is no result."""
+    last = trials.sort_values("epoch").drop_duplicates(["phase", "trial_id"], keep="last")
+    counts = last["status"].value_counts()
+    parts = [f"{int(counts[s])} {s}" for s in NOT_RESULTS if s in counts]
+    return ", ".join(parts) or "no trial"
+
+
+def _no_result_rows(sources: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Rows for the techniques without a result, so that tables list them as such."""
+    if sources is None or sources.empty:
+        return []
+    none = sources[sources["source"] == SOURCE_NONE]
+    return [{"task": r.task, "model": r.model, "regularizer": r.regularizer,
+             "technique": technique_label(r.regularizer), "n_seeds": 0, "source": SOURCE_NONE,
+             "note": r.note} for r in none.itertuples(index=False)]
 
 
 # ------------------------------------------------------------------------------ per-seed values
@@ -154,6 +185,8 @@ def gap_summary_long(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, t
     across the regularizers of that task/model/metric). ``test``: "welch" or "permutation"."""
     if test not in ("welch", "permutation"):
         raise ValueError(f"test must be 'welch' or 'permutation', not {test!r}")
+    if ps.empty:
+        return pd.DataFrame()
     pfun = stats.welch_pvalue if test == "welch" else (lambda a, b: stats.permutation_pvalue(a, b, seed=seed))
     recs = []
     for (task, model), g in ps.groupby(["task", "model"], sort=False):
@@ -196,10 +229,10 @@ def gap_summary(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, long: 
     M_diff_ci_lo, M_diff_ci_hi, M_p, M_p_holm``."""
     if long is None:
         long = gap_summary_long(ps, sources, **kw)
-    if long.empty:
-        return pd.DataFrame()
     keys = ["task", "model", "regularizer"]
-    rows = []
+    rows = _no_result_rows(sources)
+    if long.empty:
+        return _order(pd.DataFrame(rows))
     for key, g in long.groupby(keys, sort=False):
         rec = dict(zip(keys, key))
         rec["technique"] = technique_label(key[2])
@@ -249,6 +282,12 @@ def table1(rows: pd.DataFrame, sources: pd.DataFrame | None = None, *, epoch: in
             s = sources[(sources["task"] == task) & (sources["model"] == model) & (sources["regularizer"] == reg)]
             rec["source"] = s["source"].iloc[0] if not s.empty else ""
         recs.append(rec)
+    for r in _no_result_rows(sources):
+        pt, pv = seed_table1(r["regularizer"]) or (math.nan, math.nan)
+        recs.append({**{k: r[k] for k in ("task", "model", "regularizer", "technique", "n_seeds", "source")},
+                     "epoch": "", "paper_train_loss": pt, "paper_val_loss": pv,
+                     **{f"{k}_{s}": math.nan for k in ("train_loss", "train_clean_loss", "val_loss", "gap_loss")
+                        for s in ("mean", "ci_lo", "ci_hi")}})
     return _order(pd.DataFrame(recs))
 
 
@@ -295,14 +334,22 @@ def table1_frame(t1: pd.DataFrame, *, digits: int = 3, paper: bool | None = None
     return out
 
 
-def table1_markdown(t1: pd.DataFrame, *, digits: int = 3, heading_level: int = 3) -> str:
+def table1_heading(t1_block: pd.DataFrame, epoch: int = 25) -> str:
+    """"loss at epoch 8 (= min(25, max_epochs); the study used epoch 25)" for one task/model block
+    (``epoch``: the epoch asked for)."""
+    eps = sorted({str(e) for e in t1_block["epoch"] if str(e) not in ("", "nan")})
+    return (f"loss at epoch {', '.join(eps) or '–'} (= min({epoch}, max_epochs); "
+            "the study used epoch 25)")
+
+
+def table1_markdown(t1: pd.DataFrame, *, digits: int = 3, heading_level: int = 3, epoch: int = 25) -> str:
     """Markdown of Table 1, one block per (task, model), the reported epoch in each header."""
+    if t1.empty:
+        return "(Table 1: no trials)\n"
     blocks = []
     for (task, model), g in t1.groupby(["task", "model"], sort=False):
-        ep = ", ".join(sorted({str(e) for e in g["epoch"]}))
         blocks.append(
-            f"{'#' * heading_level} Table 1 analogue — {task} / {model}: loss at epoch {ep} "
-            f"(= min(25, max_epochs); the study used epoch 25)\n\n"
+            f"{'#' * heading_level} Table 1 analogue — {task} / {model}: {table1_heading(g, epoch)}\n\n"
             + markdown_table(table1_frame(g, digits=digits))
             + "\n\nCross-entropy in nats; mean [95% bootstrap CI] over seeds. \"As trained\" = the "
             "training-batch loss with dropout/augmentation active (data term only, the L2 penalty is "
@@ -316,8 +363,9 @@ def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> 
     the planned budget from experiment.json (``budget_per_regularizer``), and confirm-phase runs."""
     experiment = experiment or {}
     planned = experiment.get("budget_per_regularizer") or {}
-    if isinstance(planned, dict):  # (records made before the catalog use e.g. "l2_dropout")
-        planned = {canonical(str(k)): v for k, v in planned.items()}
+    if isinstance(planned, dict):  # (records made before the catalog use e.g. "l2_dropout", POS "augment")
+        task = str((experiment.get("fixed") or {}).get("task", "image"))
+        planned = {canonical(upgrade(task, str(k))): v for k, v in planned.items()}
     trials = (df.sort_values("epoch").groupby("trial_id", sort=False)
               .agg(task=("task", "last"), model=("model", "last"), regularizer=("regularizer", "last"),
                    phase=("phase", "last"), status=("status", "last"), epochs=("epoch", "max"),
@@ -327,7 +375,7 @@ def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> 
         s = g[g["phase"] == "search"]
         c = g[g["phase"] == "confirm"]
         rec = {"task": task, "model": model, "regularizer": reg, "search_trials": len(s)}
-        for st in ("completed", "stopped", "errored", "diverged", "running"):
+        for st in STATUSES + tuple(sorted(set(s["status"]) - set(STATUSES))):  # (unknown ones too)
             rec[st] = int((s["status"] == st).sum())
         p = planned.get(reg) if isinstance(planned, dict) else planned
         rec["planned"] = int(p) if isinstance(p, (int, float)) and not isinstance(p, bool) else np.nan
@@ -338,10 +386,9 @@ def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> 
     for reg, p in (planned.items() if isinstance(planned, dict) else []):  # planned but never ran
         if reg not in {r["regularizer"] for r in recs}:
             recs.append({"task": "", "model": "", "regularizer": reg, "search_trials": 0, "planned": p})
-    return _order(pd.DataFrame(recs)).fillna({"completed": 0, "stopped": 0, "errored": 0,
-                                              "diverged": 0, "running": 0, "search_epochs": 0,
-                                              "search_time_s": 0.0, "confirm_runs": 0,
-                                              "confirm_completed": 0, "confirm_seeds": ""})
+    out = _order(pd.DataFrame(recs))
+    counts = [c for c in out.columns if c not in ("task", "model", "regularizer", "planned", "confirm_seeds")]
+    return out.fillna({**{c: 0 for c in counts}, "search_time_s": 0.0, "confirm_seeds": ""})
 
 
 def budget_statement(bt: pd.DataFrame) -> str:

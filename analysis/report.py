@@ -17,10 +17,11 @@ from typing import Any
 
 import pandas as pd
 
+from study import cli
+
 from . import gaps as G
 from .conclude import conclusions
-from .stats import N_BOOT
-from .summarize import Summary, key_table, summarize
+from .summarize import BAD_INPUT, Summary, add_options, check_options, key_table, print_state, summarize
 
 FIGURE_TEXT = {
     "curves": "Learning curves per technique: training loss/accuracy measured clean (eval mode, fixed "
@@ -92,8 +93,8 @@ def setup_items(s: Summary) -> list[tuple[str, str]]:
 
 def _budget_display(bt: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ("task", "model", "regularizer", "planned", "search_trials", "completed", "stopped",
-                        "errored", "diverged", "search_epochs", "search_time_s", "confirm_runs",
-                        "confirm_seeds") if c in bt.columns]
+                        "errored", "diverged", "interrupted", "running", "search_epochs", "search_time_s",
+                        "confirm_runs", "confirm_seeds") if c in bt.columns]
     d = bt[cols].copy()
     if "search_time_s" in d:
         d["search_time_s"] = d["search_time_s"].round(1)
@@ -104,6 +105,8 @@ def build(s: Summary) -> dict[str, Any]:
     """The report's content, independent of the output format."""
     return {
         "title": f"Regularization study — {s.experiment.get('name') or s.results_dir.name}",
+        "state": s.state,
+        "epoch": s.settings.get("epoch", 25),
         "setup": setup_items(s),
         "budget": _budget_display(s.budget),
         "table1_md": s.table1_md,
@@ -116,7 +119,7 @@ def build(s: Summary) -> dict[str, Any]:
 
 
 def to_markdown(c: dict[str, Any]) -> str:
-    out = [f"# {c['title']}", "", "## Setup", ""]
+    out = [f"# {c['title']}", "", f"**State: {_state_text(c['state'])}**", "", "## Setup", ""]
     out += [f"- **{k}:** {v}" for k, v in c["setup"]]
     out += ["", "### Budget per regularizer type", "", G.markdown_table(c["budget"]), ""]
     out += ["## Table 1 analogue", "", c["table1_md"].replace("### ", "### "), ""]
@@ -147,6 +150,7 @@ img{max-width:100%;border:1px solid #eee}
 code{background:#f5f5f5;padding:1px 4px}
 .caption{color:#555;font-size:0.9em}
 .note{color:#8a5300}
+.unfinished{color:#a00000;border:2px solid #a00000;padding:0.5em}
 """
 
 
@@ -161,14 +165,14 @@ def _inline(text: str) -> str:
 
 def to_html(c: dict[str, Any]) -> str:
     h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(c['title'])}</title>"
-         f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(c['title'])}</h1>", "<h2>Setup</h2><ul>"]
+         f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(c['title'])}</h1>",
+         f"<p class='{'state' if c['state'].state == 'finished' else 'state unfinished'}'><strong>State: "
+         f"{html.escape(_state_text(c['state']))}</strong></p>", "<h2>Setup</h2><ul>"]
     h += [f"<li><strong>{html.escape(k)}:</strong> {_inline(str(v))}</li>" for k, v in c["setup"]]
     h += ["</ul><h3>Budget per regularizer type</h3>", c["budget"].to_html(index=False, na_rep="–")]
     h += ["<h2>Table 1 analogue</h2>"]
     for task, model, g in c["table1_blocks"]:
-        ep = ", ".join(sorted({str(e) for e in g["epoch"]}))
-        h += [f"<h3>{html.escape(task)} / {html.escape(model)}: loss at epoch {ep} "
-              f"(= min(25, max_epochs); the study used epoch 25)</h3>",
+        h += [f"<h3>{html.escape(task)} / {html.escape(model)}: {html.escape(G.table1_heading(g, c['epoch']))}</h3>",
               G.table1_frame(g).to_html(index=False),
               "<p class='caption'>Cross-entropy in nats; mean [95% bootstrap CI] over seeds. “As trained” = "
               "training-batch loss with dropout/augmentation active (data term only); “clean” = eval mode on a "
@@ -191,6 +195,12 @@ def to_html(c: dict[str, Any]) -> str:
     return "\n".join(h)
 
 
+def _state_text(state) -> str:
+    if state.state == "finished":
+        return "finished (every trial ended)"
+    return f"{state.state.upper()}: {state.detail}"
+
+
 def report(results: str | Path, out: str | Path | None = None, **kw) -> tuple[Path, Path, Summary]:
     """Summarise (writing all summary files and figures), then write report.html and report.md."""
     s = summarize(results, out, **kw)
@@ -202,21 +212,19 @@ def report(results: str | Path, out: str | Path | None = None, **kw) -> tuple[Pa
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes (study.cli): 0 written, 1 failed, 2 bad option or unusable results, 130 interrupted."""
+    return cli.run(lambda: _main(argv), bad_input=BAD_INPUT)
+
+
+def _main(argv: list[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("results", help="experiment directory results/<name>")
-    ap.add_argument("--out", help="output directory (default: <results>/analysis)")
-    ap.add_argument("--test", choices=("welch", "permutation"), default="welch")
-    ap.add_argument("--n-boot", type=int, default=N_BOOT)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epoch", type=int, default=25)
+    add_options(ap)
     a = ap.parse_args(argv)
+    check_options(a)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        ht, md, s = report(a.results, a.out, test=a.test, n_boot=a.n_boot, seed=a.seed, epoch=a.epoch)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    ht, md, s = report(a.results, a.out, test=a.test, n_boot=a.n_boot, seed=a.seed, epoch=a.epoch)
+    print_state(s.state, a.results)
     for line in conclusions(s.gaps, test=s.settings["test"]):
         print(f"- {line}")
     print(f"\nwrote {ht}\nwrote {md}")

@@ -8,10 +8,11 @@ Writes into ``results/<name>/analysis/`` (``--out`` to change):
                       ``source`` ("confirm" | "search-best") and ``note``
 * ``gaps_long.csv``   the same numbers, one row per metric (tidy)
 * ``per_seed.csv``    the per-run values the summary is computed from
-* ``table1.md`` / ``table1.csv``  the study's Table 1 analogue (loss at epoch min(25, max_epochs))
+* ``table1.md`` / ``table1.csv``  the study's Table 1 analogue (loss at epoch min(--epoch, max_epochs))
 * ``budget.csv``      search trials per regularizer by status, epochs and seconds spent
 * ``importances.csv`` Optuna fANOVA parameter importances (overall and per regularizer)
-* ``notes.json``      warnings and notes (fallbacks, skipped figures), the settings used
+* ``notes.json``      the experiment's state (finished, interrupted, running), warnings and notes
+                      (fallbacks, skipped figures), the settings used
 * ``figures/{curves,gaps,strength,asha,importances}.{png,svg}`` (a ``_<task>_<model>`` suffix
   when the table has several task/model groups)
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -28,14 +30,29 @@ from typing import Any
 
 import pandas as pd
 
+from study import cli, preflight
+from study.config import SEED_MAX
+from study.redact import redact
+from study.regularizers import CatalogError, Setting
+
 from . import gaps as G
 from . import plots as P
-from .loading import load_experiment, load_study, load_trials, resolve_results_dir, searched_params
+from .loading import (ExperimentState, ResultsError, experiment_state, load_experiment, load_study, load_trials,
+                      resolve_results_dir, searched_params, study_storage)
 from .stats import N_BOOT
 
 log = logging.getLogger(__name__)
 
 KEY_METRICS = ("final_val_loss", "final_gap_loss", "final_gap_acc", "final_test_acc")
+# The range of every numeric option of the analysis commands (summarize and report). A 95%
+# percentile interval needs a few resamples in each 2.5% tail, hence at least 100.
+OPTIONS = {s.name: s for s in (
+    Setting("--n-boot", N_BOOT, 100, 1_000_000, integer=True),
+    Setting("--seed", 0, 0, SEED_MAX, integer=True),
+    Setting("--epoch", 25, 1, math.inf, integer=True),
+)}
+# What makes an analysis exit 2 (an unusable results directory or file), besides study.cli's.
+BAD_INPUT = (ResultsError, CatalogError)
 
 
 @dataclass
@@ -55,10 +72,11 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     figures: dict[str, list[Path]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    state: ExperimentState = field(default_factory=lambda: ExperimentState("finished", ""))
 
     @property
     def table1_md(self) -> str:
-        return G.table1_markdown(self.table1)
+        return G.table1_markdown(self.table1, epoch=self.settings.get("epoch", 25))
 
 
 def key_table(wide: pd.DataFrame, metrics=KEY_METRICS, digits: int = 3) -> pd.DataFrame:
@@ -95,15 +113,19 @@ def summarize(results: str | Path, out: str | Path | None = None, *, test: str =
     t1 = G.table1(rows, sources, epoch=epoch, n_boot=n_boot, seed=seed)
     bt = G.budget_table(trials, exp)
     study = load_study(d, exp)
+    if study is not None:  # (which database: a copied experiment must not read the original's)
+        notes.append(f"Optuna study {study.study_name!r} read from {redact(study_storage(d, exp))}")
     imp, imp_notes = P.param_importances(study, seed=seed)
     notes += [f"Optuna importances — {n}" for n in imp_notes]
+    state = experiment_state(d, trials, exp)
     small = wide[(wide["source"] == G.SOURCE_CONFIRM) & (wide["n_seeds"] < 5)] if not wide.empty else wide
     if not small.empty:
         lo_n, hi_n = int(small["n_seeds"].min()), int(small["n_seeds"].max())
         notes.append(f"only {lo_n}{'' if lo_n == hi_n else f'–{hi_n}'} seeds per technique: "
                      "bootstrap CIs from so few values are too narrow and t-tests have little power")
     s = Summary(d, out_dir, trials, exp, rows, sources, ps, long, wide, t1, bt, imp, notes,
-                settings={"test": test, "n_boot": n_boot, "seed": seed, "epoch": epoch, "alpha": 0.05})
+                settings={"test": test, "n_boot": n_boot, "seed": seed, "epoch": epoch, "alpha": 0.05},
+                state=state)
     if write:
         _write(s, study_loaded=study is not None, figures=figures)
     return s
@@ -121,7 +143,8 @@ def _write(s: Summary, *, study_loaded: bool, figures: bool) -> None:
     s.importances.to_csv(o / "importances.csv", index=False)
     if figures:
         s.figures = make_figures(s)
-    meta = {"results_dir": str(s.results_dir), "settings": s.settings, "notes": s.notes,
+    meta = {"results_dir": str(s.results_dir), "state": s.state.state, "state_detail": s.state.detail,
+            "settings": s.settings, "notes": s.notes,
             "sources": s.sources.to_dict(orient="records"), "optuna_study_loaded": study_loaded,
             "figures": {k: [p.name for p in v] for k, v in s.figures.items()}}
     (o / "notes.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -166,24 +189,53 @@ def make_figures(s: Summary) -> dict[str, list[Path]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m analysis.summarize", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_options(ap: argparse.ArgumentParser) -> None:
+    """The options summarize and report share (ranges: ``OPTIONS``)."""
     ap.add_argument("results", help="experiment directory results/<name> (or its trials.parquet)")
     ap.add_argument("--out", help="output directory (default: <results>/analysis)")
     ap.add_argument("--test", choices=("welch", "permutation"), default="welch", help="test vs none (default welch)")
-    ap.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap resamples (default {N_BOOT})")
-    ap.add_argument("--seed", type=int, default=0, help="bootstrap / permutation seed (default 0)")
-    ap.add_argument("--epoch", type=int, default=25, help="Table 1 epoch, capped at max_epochs (default 25)")
+    for name, st in OPTIONS.items():
+        helps = {"--n-boot": "bootstrap resamples", "--seed": "bootstrap / permutation seed",
+                 "--epoch": "Table 1 epoch, capped at max_epochs"}
+        ap.add_argument(name, type=int, default=int(st.default),
+                        help=f"{helps[name]} (default {int(st.default)}; allowed {st.allowed()})")
+
+
+def check_options(a: argparse.Namespace) -> None:
+    """Every number in range and the output directory writable, before any work (UsageError)."""
+    for name, st in OPTIONS.items():
+        try:
+            st.check(getattr(a, name[2:].replace("-", "_")))
+        except CatalogError as e:
+            raise cli.UsageError(str(e)) from None
+    resolve_results_dir(a.results)
+    if a.out:
+        preflight.output_dir(a.out, "--out")
+
+
+def print_state(state: ExperimentState, results: str) -> None:
+    """The experiment's state, on stderr: whether these numbers are final."""
+    print(f"experiment {results}: {state.line()}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit codes (study.cli): 0 written, 1 failed, 2 bad option or unusable results, 130 interrupted."""
+    return cli.run(lambda: _main(argv), bad_input=BAD_INPUT)
+
+
+def _main(argv: list[str] | None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m analysis.summarize", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_options(ap)
     ap.add_argument("--no-figures", action="store_true", help="skip the figures")
     a = ap.parse_args(argv)
+    check_options(a)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        s = summarize(a.results, a.out, test=a.test, n_boot=a.n_boot, seed=a.seed, epoch=a.epoch,
-                      figures=not a.no_figures)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    s = summarize(a.results, a.out, test=a.test, n_boot=a.n_boot, seed=a.seed, epoch=a.epoch,
+                  figures=not a.no_figures)
+    print_state(s.state, a.results)
+    if s.state.state != "finished":
+        print(f"**Experiment {s.state.state}:** {s.state.detail}\n")
     print(s.table1_md)
     print(G.markdown_table(key_table(s.gaps)))
     print()

@@ -109,7 +109,7 @@ def reference_dataset(cfg: TrialConfig, transform) -> tuple[Dataset, int]:
     wnids = [w.strip() for w in src.read("wnids.txt").decode().split() if w.strip()]
     classes = select_classes(wnids, cfg.classes, cfg.class_list)
     rels, labels = [], []
-    for i, c in enumerate(classes):  # the listing order of study.tinyimagenet._decode_official
+    for i, c in enumerate(classes):  # the listing order of study.tinyimagenet._index_official
         files = [f for f in src.listdir(f"train/{c}/images") if f.lower().endswith((".jpeg", ".jpg"))]
         rels += [f"train/{c}/images/{f}" for f in files]
         labels += [i] * len(files)

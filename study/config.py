@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -94,6 +96,40 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig) if f.name != "stren
 def known_settings() -> list[str]:
     """Every key a plain config dict, ``--set`` or a space may hold."""
     return sorted(set(FIELDS) | set(regularizers.settings()))
+
+
+SEED_MAX = 2**32 - 1  # (seeds go to torch, numpy and Python's random: this range suits all three)
+
+
+def _range(name: str, lo: float, hi: float, **kw: Any) -> regularizers.Setting:
+    return regularizers.Setting(name, FIELDS[name].default, lo, hi, **kw)
+
+
+# The range of every numeric setting that is not a regularizer strength (those are declared in
+# the catalog, with the same type): read by validate() and by the property tests. image_size
+# also has each model's own limits (ModelSpec.input_sizes).
+RANGES: dict[str, regularizers.Setting] = {s.name: s for s in (
+    _range("lr", 0.0, math.inf, lo_open=True),
+    _range("momentum", 0.0, 1.0, hi_open=True),
+    _range("batch_size", 1, math.inf, integer=True),
+    _range("epochs", 1, math.inf, integer=True),
+    _range("seed", 0, SEED_MAX, integer=True),
+    _range("split_seed", 0, SEED_MAX, integer=True),
+    _range("classes", 2, math.inf, integer=True),  # a classifier needs at least two classes
+    _range("val_fraction", 0.0, 1.0, lo_open=True, hi_open=True),
+    _range("test_fraction", 0.0, 1.0, lo_open=True, hi_open=True),
+    _range("train_eval_size", 0, math.inf, integer=True),  # 0 = the size of the validation split
+    _range("image_size", 1, math.inf, integer=True),
+    _range("embed_dim", 1, math.inf, integer=True),
+    _range("hidden", 1, math.inf, integer=True),
+    _range("layers", 1, math.inf, integer=True),
+    _range("min_freq", 1, math.inf, integer=True),
+    _range("eval_batch_size", 1, math.inf, integer=True),
+)}
+# Settings with a fixed set of values (model and regularizer depend on the task: see validate()).
+CHOICES: dict[str, tuple[str, ...]] = {"optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES,
+                                       "corpus": CORPORA, "tagset": TAGSETS, "device": DEVICES}
+URL_SCHEMES = ("http", "https", "ftp", "file")  # what urllib (downloads) and NLTK's downloader open
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
                "false": False, "0": False, "no": False, "off": False}
 
@@ -137,29 +173,23 @@ def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}: unknown value {value!r}; allowed: {', '.join(allowed)}")
 
 
-def _check_range(key: str, value: float, lo: float, hi: float, *, hi_open: bool = False,
-                 lo_open: bool = False) -> None:
-    bad = (not math.isfinite(value) or value < lo or value > hi
-           or (hi_open and value >= hi) or (lo_open and value <= lo))
-    if bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        raise ConfigError(f"{key}: {value!r} is out of range; allowed: {left}{lo}, {hi}{right}")
-
-
-def _check_regularizer(cfg: TrialConfig, combo: regularizers.Combination) -> None:
-    spec = tasks.get(cfg.task)
-    accepts = spec.models[cfg.model].accepts
+def _check_regularizer(task: str, model: str, combo: regularizers.Combination) -> None:
+    """Every technique of the combination applies to the task, and the model accepts its hooks."""
+    spec = tasks.get(task)
+    if model not in spec.models:
+        raise ConfigError(f"model: unknown value {model!r} for task {task!r}; "
+                          f"allowed: {', '.join(spec.models)}")
+    accepts = spec.models[model].accepts
     for t in combo.techniques:
-        if cfg.task not in t.tasks:
-            hint = t.task_hint.get(cfg.task)
-            raise ConfigError(f"regularizer: {t.name} is not for task {cfg.task!r} (only {', '.join(t.tasks)})"
+        if task not in t.tasks:
+            hint = t.task_hint.get(task)
+            raise ConfigError(f"regularizer: {t.name} is not for task {task!r} (only {', '.join(t.tasks)})"
                               + (f"; {hint}" if hint else "")
-                              + f"; techniques for {cfg.task}: {', '.join(regularizers.names(cfg.task))}")
+                              + f"; techniques for {task}: {', '.join(regularizers.names(task))}")
         needs = set(t.model_hooks)
         if not needs <= accepts:
             able = [m for m, ms in spec.models.items() if needs <= ms.accepts]
-            raise ConfigError(f"regularizer: {t.name} is not supported by model {cfg.model!r}; "
+            raise ConfigError(f"regularizer: {t.name} is not supported by model {model!r}; "
                               f"models that support it: {', '.join(able) or '(none)'}")
 
 
@@ -169,27 +199,57 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     if cfg.model not in models:
         raise ConfigError(f"model: unknown value {cfg.model!r} for task {cfg.task!r}; "
                           f"allowed: {', '.join(models)}")
-    _check_regularizer(cfg, cfg.combination)
-    _check_choice("optimizer", cfg.optimizer, OPTIMIZERS)
-    _check_choice("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
-    _check_choice("corpus", cfg.corpus, CORPORA)
-    _check_choice("tagset", cfg.tagset, TAGSETS)
-    _check_choice("device", cfg.device, DEVICES)
-    _check_range("lr", cfg.lr, 0.0, math.inf, lo_open=True)
-    _check_range("momentum", cfg.momentum, 0.0, 1.0, hi_open=True)
-    for key in ("batch_size", "epochs", "classes", "eval_batch_size", "embed_dim", "hidden",
-                "layers", "image_size", "min_freq"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"{key}: {getattr(cfg, key)} is out of range; allowed: >= 1")
-    if cfg.train_eval_size < 0:
-        raise ConfigError(f"train_eval_size: {cfg.train_eval_size} is out of range; allowed: >= 0 "
-                          "(0 = size of the validation set)")
-    _check_range("val_fraction", cfg.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
-    _check_range("test_fraction", cfg.test_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+    _check_regularizer(cfg.task, cfg.model, cfg.combination)
+    for key, allowed in CHOICES.items():
+        _check_choice(key, getattr(cfg, key), allowed)
+    for key, setting in RANGES.items():
+        setting.check(getattr(cfg, key))
+    _check_model_input(cfg, tasks.get(cfg.task).models[cfg.model])
+    if cfg.task == "image":
+        _check_class_list(cfg.class_list)
     if cfg.task == "pos" and cfg.val_fraction + cfg.test_fraction >= 1.0:
         raise ConfigError(f"val_fraction + test_fraction: {cfg.val_fraction + cfg.test_fraction} "
                           "leaves no training sentences; allowed: < 1")
+    for key in ("download_url", "nltk_url"):
+        _check_url(key, getattr(cfg, key))
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", cfg.download_md5):
+        raise ConfigError(f"download_md5: {cfg.download_md5!r} is not an MD5 checksum; allowed: 32 hexadecimal digits")
     return cfg
+
+
+def _check_model_input(cfg: TrialConfig, spec: tasks.ModelSpec) -> None:
+    if spec.input_sizes is not None:
+        lo, hi = spec.input_sizes
+        if not lo <= cfg.image_size <= hi:
+            raise ConfigError(f"image_size: {cfg.image_size} is out of range for model {cfg.model!r}; allowed: "
+                              f"[{lo}, {'inf)' if hi == math.inf else f'{int(hi)}]'} (the input sides its layers accept)")
+    if cfg.pretrained and not spec.pretrained:
+        able = [m for m, ms in tasks.get(cfg.task).models.items() if ms.pretrained]
+        raise ConfigError(f"pretrained: model {cfg.model!r} does not load pretrained weights; "
+                          f"models that do: {', '.join(able) or '(none)'}")
+
+
+def _check_class_list(class_list: tuple[str, ...] | None) -> None:
+    """A classification problem: at least two classes, each named once."""
+    if class_list is None:
+        return
+    seen: set[str] = set()
+    for c in class_list:
+        if c in seen:
+            raise ConfigError(f"class_list: {c!r} is listed twice; allowed: each wnid once")
+        seen.add(c)
+    if len(class_list) < 2:
+        raise ConfigError(f"class_list: {len(class_list)} class{'es' if len(class_list) != 1 else ''} "
+                          f"({','.join(class_list) or 'empty'}); allowed: at least two wnids (a classifier "
+                          "needs two classes)")
+
+
+def _check_url(key: str, url: str | None) -> None:
+    if url is None:
+        return
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in URL_SCHEMES or (parts.scheme != "file" and not parts.netloc):
+        raise ConfigError(f"{key}: {url!r} is not a URL; allowed: {', '.join(s + '://...' for s in URL_SCHEMES)}")
 
 
 def _strengths(combo: regularizers.Combination, given: dict[str, Any]) -> dict[str, float]:
@@ -221,15 +281,16 @@ def _number(key: str, value: Any, integer: bool) -> float:
     return v
 
 
-def _suggest(combo: regularizers.Combination, owner: regularizers.Technique, task: str) -> str:
-    """" (e.g. regularizer=l2+dropout)" when that combination exists for the task, else ""."""
-    if combo.name == "none" or task not in owner.tasks:
+def _suggest(combo: regularizers.Combination, owner: regularizers.Technique, task: str, model: str) -> str:
+    """" (e.g. regularizer=l2+dropout)" when that combination is valid for the task and model."""
+    if combo.name == "none":
         return ""
     try:
-        both = regularizers.parse(f"{combo.name}+{owner.name}").name
+        both = regularizers.parse(f"{combo.name}+{owner.name}")
+        _check_regularizer(task, model, both)
     except CatalogError:
         return ""
-    return f" (e.g. regularizer={both})"
+    return f" (e.g. regularizer={both.name})"
 
 
 def make_config(values: dict[str, Any] | None = None, **overrides: Any) -> TrialConfig:
@@ -248,6 +309,8 @@ def make_config(values: dict[str, Any] | None = None, **overrides: Any) -> Trial
         kwargs.setdefault(key, default)
     try:
         combo = regularizers.parse(kwargs.get("regularizer", TrialConfig.regularizer))
+        model = kwargs.get("model", TrialConfig.model)
+        _check_regularizer(task, model, combo)  # before the strengths: the first thing to fix
         # A strength that the chosen regularizer ignores is almost always a mistake in a space
         # file or on the command line: refuse it rather than record a number that had no effect
         # (its "off" value, e.g. dropout=0, is accepted).
@@ -259,7 +322,7 @@ def make_config(values: dict[str, Any] | None = None, **overrides: Any) -> Trial
             if st.off is not None and _number(key, value, st.integer) == st.off:
                 continue
             raise ConfigError(f"{key}: has no effect with regularizer {combo.name!r}; it belongs to "
-                              f"{owner.name!r}{_suggest(combo, owner, task)}")
+                              f"{owner.name!r}{_suggest(combo, owner, task, model)}")
         kwargs["regularizer"] = combo.name
         kwargs["strengths"] = _strengths(combo, given)
         return validate(TrialConfig(**kwargs))

@@ -261,7 +261,8 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int
     n_test = max(1, int(round(n * test_fraction)))
     if n_val + n_test >= n:
         raise CorpusError(f"{n} sentences are too few for val_fraction={val_fraction}, "
-                          f"test_fraction={test_fraction}")
+                          f"test_fraction={test_fraction}: every split (train, validation, test) needs at "
+                          f"least one sentence, and these fractions take {n_val} + {n_test}")
     test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
     return np.sort(train), np.sort(val), np.sort(test)
 

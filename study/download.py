@@ -31,6 +31,7 @@ def fetch(url: str, dest: Path, md5: str | None, *, timeout: float = 60.0) -> Pa
     length and checksum match, so an interrupted or corrupted transfer never looks like data.
     """
     dest = Path(dest)
+    md5 = md5.lower() if md5 else md5  # (hexdigest() is lower case; the config accepts either)
     if dest.exists():
         if md5 is None or md5sum(dest) == md5:
             return dest

@@ -15,8 +15,14 @@ OBJECTIVE, MODE = "val_loss", "min"  # what TPE and ASHA optimise, and what "bes
 EPOCH_METRICS = ("train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss", "val_acc",
                  "gap_loss", "gap_acc")
 TEST_METRICS = ("test_loss", "test_acc", "test_loss_oov", "test_acc_oov")
-# Trials that cannot be a technique's result: they failed, or their numbers are not finite.
-NOT_RESULTS = ("errored", "diverged")
+# A trial's status in the trial table (study.trial_table.collect): it ran its full budget
+# ("completed"), ASHA stopped it early ("stopped": a finished trial), it failed after its retries
+# ("errored"), its loss became NaN/inf ("diverged"), the driver was stopped before it ended
+# ("interrupted"), or it is still training (or its driver died: "running").
+STATUSES = ("completed", "stopped", "errored", "diverged", "interrupted", "running")
+# Trials that cannot be a technique's result: they failed, their numbers are not finite, or they
+# have not finished (an unfinished trial's numbers are those of a shorter budget).
+NOT_RESULTS = ("errored", "diverged", "interrupted", "running")
 
 
 def penalty_metrics() -> tuple[str, ...]:

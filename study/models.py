@@ -1,12 +1,13 @@
 """Image models: the study's AlexNet-style CNN and torchvision's EfficientNet-B0."""
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from torch import nn
-from torchvision.models import efficientnet_b0
 
 from .tasks.spec import ModelSpec
 
@@ -69,27 +70,36 @@ class AlexNetStyle(nn.Module):
         return self.classifier(self.features(x))
 
 
+def pretrained_path(value: str) -> Path:
+    """The weights file a ``pretrained`` setting names: a path, or ``torchvision`` for the local
+    torch hub cache only (a test or an offline node must never download)."""
+    if value == "torchvision":
+        return Path(torch.hub.get_dir()) / "checkpoints" / "efficientnet_b0_rwightman-7f5810bc.pth"
+    return Path(os.path.expanduser(value))  # (Path.expanduser raises for an unknown ~user)
+
+
 def _efficientnet(cfg: TrialConfig, num_classes: int, hooks: Hooks) -> nn.Module:
-    # torchvision's own stochastic depth (rates rising linearly with the block index to p); off
+    # torchvision's own stochastic depth (block i of n at rate p*i/n); off
     # unless the stochastic_depth technique is chosen, so the techniques under study are the only
     # regularizers.
+    from torchvision.models import efficientnet_b0  # (here: validating a config needs no torchvision)
+
     model = efficientnet_b0(weights=None, dropout=0.0, stochastic_depth_prob=hooks.get("stochastic_depth", 0.0))
     model.classifier[0] = hooks.get("dropout_layer", nn.Identity)()  # the classifier's dropout site
     if cfg.pretrained:
-        if cfg.pretrained == "torchvision":
-            # Only the local torch hub cache: a test or an offline node must never download.
-            name = "efficientnet_b0_rwightman-7f5810bc.pth"
-            path = Path(torch.hub.get_dir()) / "checkpoints" / name
-        else:
-            path = Path(cfg.pretrained).expanduser()
-        if not path.exists():
+        path = pretrained_path(cfg.pretrained)
+        if not path.is_file():
             raise FileNotFoundError(f"pretrained: weights file not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.1.")}
+        from .config import ConfigError  # (a file the user gave that cannot be used: exit 2)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = {k: v for k, v in state.items() if not k.startswith("classifier.1.")}
+        except Exception as e:  # noqa: BLE001 - torch.load raises many kinds for a damaged file
+            raise ConfigError(f"pretrained: {path} is not a PyTorch state_dict ({' '.join(str(e).split())[:200]})") from None
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith("classifier.1.") for k in missing):
-            raise ValueError(f"pretrained: {path} does not match EfficientNet-B0 "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise ConfigError(f"pretrained: {path} does not match EfficientNet-B0 "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.classifier[1] = nn.Linear(model.classifier[1].in_features, num_classes)
     return model
 
@@ -98,7 +108,11 @@ def _alexnet(cfg: TrialConfig, num_classes: int, hooks: Hooks) -> nn.Module:
     return AlexNetStyle(num_classes, dropout_layer=hooks.get("dropout_layer", nn.Identity))
 
 
+# input_sizes: AlexNetStyle's classifier is sized for a 1x1x256 feature map, which sides 57..88
+# give (smaller ones vanish in the pooling); EfficientNet-B0 downsamples 32x and its last batch
+# norm needs two values per channel, so a batch of one image needs a side of at least 33.
 MODELS = {
-    "alexnet": ModelSpec(_alexnet, accepts=frozenset({"dropout_layer"})),
-    "efficientnet_b0": ModelSpec(_efficientnet, accepts=frozenset({"dropout_layer", "stochastic_depth"})),
+    "alexnet": ModelSpec(_alexnet, accepts=frozenset({"dropout_layer"}), input_sizes=(57, 88)),
+    "efficientnet_b0": ModelSpec(_efficientnet, accepts=frozenset({"dropout_layer", "stochastic_depth"}),
+                                 input_sizes=(33, math.inf), pretrained=True),
 }

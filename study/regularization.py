@@ -33,8 +33,8 @@ class Regularization:
         return any(t.batch_transform for t in self.combination.techniques)
 
     def transform(self, x: Any, y: Any, gen: torch.Generator, ctx: Mapping[str, Any]) -> tuple[Any, Any]:
-        """A training batch through every batch transform, in catalog order (e.g. flips and colour
-        before Cutout, Cutout before mixing)."""
+        """A training batch through every batch transform, in catalog order (``Technique.order``:
+        flips and colour, then Cutout, then mixing)."""
         for t in self.combination.techniques:
             if t.batch_transform is not None:
                 x, y = t.batch_transform(x, y, self.strengths, gen, ctx)

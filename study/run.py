@@ -7,19 +7,25 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import math
 import os
+import shlex
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from . import regularizers
-from .config import ConfigError, make_config, parse_set
+from . import experiment_lock, optuna_storage, regularizers
+from .config import SEED_MAX, ConfigError, make_config, parse_set
+from .experiment_dir import (RECORD, TUNE_STATE, check_in_place, check_location, check_name, check_tune_state,
+                             experiment_dir, read_record)
 from .errors import USER_ERRORS
 from .redact import redact
+from .regularizers import CatalogError, Setting
 from .spaces import Space, describe_all, load_space, validate_space
-from .trial_table import upgrade_record
+from .trial_table import DIR_MISSING, upgrade_record
 
 DEFAULT_SPACE = "l2_dropout"
 
@@ -46,14 +52,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reduction-factor", type=float, help="ASHA: keep 1/factor at each rung")
     p.add_argument("--seed", type=int, help="TPE sampler seed (default: the space's, else 0)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
-    p.add_argument("--optuna-storage", default=os.environ.get("REGSTUDY_OPTUNA_STORAGE") or None,
-                   help="SQLAlchemy URL (default: $REGSTUDY_OPTUNA_STORAGE, else SQLite in the experiment "
-                   "dir); put a URL with a password in that variable, not on the command line")
+    p.add_argument("--optuna-storage", default=os.environ.get(optuna_storage.ENV) or None,
+                   help="SQLAlchemy URL or journal:PATH (default: $REGSTUDY_OPTUNA_STORAGE, else SQLite in "
+                   "the experiment dir); put a URL with a password in that variable, not on the command line")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. 10.0.0.1:6379 or auto)")
     p.add_argument("--dashboard-host", default="127.0.0.1",
                    help="where the Ray dashboard listens (it accepts job submissions: keep it local)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local cluster (default: all)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment of this --name")
+    p.add_argument("--break-lock", action="store_true",
+                   help="take the experiment from a driver on another host that may still hold it")
     p.add_argument("--confirm-seeds", type=int, default=0, help="after the search, re-run the best config "
                    "per regularizer with this many seeds (0: skip)")
     p.add_argument("--confirm-only", action="store_true",
@@ -62,6 +70,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--table-refresh-s", type=float, default=30.0,
                    help="rewrite the trial table at most this often while trials run (0: on every result)")
     return p
+
+
+# The range of every numeric option of the command (the settings of a trial, e.g. --max-epochs
+# or --classes, are study.config's, checked like any --set key). Defaults: the parser's; nan
+# where an unset option means "the space's" or "as resources allow".
+OPTIONS = {s.name: s for s in (
+    Setting("--num-samples", math.nan, 1, math.inf, integer=True),
+    Setting("--max-concurrent", math.nan, 1, math.inf, integer=True),
+    Setting("--cpus-per-trial", 1.0, 0.0, math.inf, lo_open=True),
+    Setting("--gpus-per-trial", math.nan, 0.0, math.inf),
+    Setting("--grace-period", math.nan, 1, math.inf, integer=True),
+    Setting("--reduction-factor", math.nan, 1.0, math.inf, lo_open=True),
+    Setting("--seed", math.nan, 0, SEED_MAX, integer=True),  # (the TPE sampler's numpy generator)
+    Setting("--max-failures", 2, 0, math.inf, integer=True),  # (Ray Tune takes -1 as "retry forever")
+    Setting("--num-cpus", math.nan, 1, math.inf, integer=True),
+    Setting("--table-refresh-s", 30.0, 0.0, math.inf),  # (nan would mean every result, inf never)
+    Setting("--confirm-seeds", 0, 0, math.inf, integer=True),
+    Setting("--confirm-top-k", 1, 1, math.inf, integer=True),
+)}
+
+
+def check_options(args) -> None:
+    for name, allowed in OPTIONS.items():
+        value = getattr(args, name[2:].replace("-", "_"))
+        if value is not None:
+            try:
+                allowed.check(value)
+            except CatalogError as e:
+                raise ConfigError(str(e)) from None
 
 
 LOCATION_KEYS = ("data", "nltk_data", "cache_dir")  # may differ on --resume (data moved)
@@ -86,10 +123,13 @@ def _overrides(args) -> dict:
     return overrides
 
 
-def _recorded_space(exp_dir: Path, args, overrides: dict) -> Space:
+def _recorded_space(exp_dir: Path, meta: dict, args, overrides: dict) -> Space:
     """The space of an existing experiment, as recorded in its experiment.json: a resumed or
     confirmed experiment keeps its settings (only the data location may change)."""
-    meta = json.loads((exp_dir / "experiment.json").read_text())
+    for key in ("fixed", "search", "space_definition"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise ConfigError(f"{exp_dir / RECORD}: {key}: expected a JSON object, got "
+                              f"{type(meta[key]).__name__}; repair it or restore it from a backup")
     if args.space and args.space != meta.get("space") and Path(args.space).stem != meta.get("space"):
         raise ConfigError(f"--space {args.space}: experiment {exp_dir.name!r} was run with space "
                           f"{meta.get('space')!r}")
@@ -115,6 +155,35 @@ def _recorded_space(exp_dir: Path, args, overrides: dict) -> Space:
     return space
 
 
+def _restored_phases(args) -> tuple[str, ...]:
+    """The phases that a --resume/--confirm-only continues from their saved Ray Tune state (if
+    there is one: study.sweep restores ray/<phase>/ when it can)."""
+    return (() if args.confirm_only else ("search",)) + (("confirm",) if args.confirm_seeds else ())
+
+
+def _check_study(exp_dir: Path, record: dict, url: str, phases: tuple[str, ...]) -> None:
+    """A continued search needs its Optuna study: check that it opens before anything is written
+    (a missing SQLite file would be created empty, a corrupt one fail deep inside Tune's restore)."""
+    if "search" not in phases:  # (the confirmation phase does not use the study)
+        return
+    what = f"experiment {exp_dir.name!r}: its Optuna study in"
+    saved = (exp_dir / "ray" / "search" / TUNE_STATE).exists()
+    if url.startswith(optuna_storage.SQLITE) and not Path(url[len(optuna_storage.SQLITE):]).exists():
+        if saved:
+            raise ConfigError(f"{what} {url}: the file is missing; the search cannot continue without its "
+                              "history: restore it from a backup (or run the space again under a new --name)")
+        return  # (a driver stopped before the study was created: the search starts it)
+    optuna_storage.check(url, what)
+    if saved:
+        import optuna
+        study = record.get("optuna_study") or exp_dir.name
+        names = optuna.get_all_study_names(storage=optuna_storage.open_storage(url))
+        if study not in names:
+            raise ConfigError(f"{what} {redact(url)}: it holds no study {study!r} (it has: "
+                              f"{', '.join(map(repr, names)) or 'none'}); restore the experiment's database "
+                              "from a backup")
+
+
 def _dashboard_url() -> str | None:
     try:  # the cluster was started by the caller (tests, notebooks): ask it where its dashboard is
         import ray
@@ -134,15 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(regularizers.listing()))
         return 0
     try:
-        for key in ("num_samples", "grace_period", "max_concurrent", "confirm_seeds", "confirm_top_k"):
-            v = getattr(args, key, None)
-            low = 0 if key == "confirm_seeds" else 1
-            if v is not None and v < low:
-                raise ConfigError(f"--{key.replace('_', '-')}: {v} is out of range; allowed: >= {low}")
-        if args.reduction_factor is not None and args.reduction_factor <= 1:
-            raise ConfigError(f"--reduction-factor: {args.reduction_factor} is out of range; allowed: > 1")
-        if args.cpus_per_trial <= 0 or (args.gpus_per_trial is not None and args.gpus_per_trial < 0):
-            raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+        check_options(args)
         if args.confirm_only and not args.confirm_seeds:
             raise ConfigError("--confirm-only needs --confirm-seeds S (S >= 1)")
         overrides = _overrides(args)
@@ -151,29 +212,50 @@ def main(argv: list[str] | None = None) -> int:
             if not args.name:
                 raise ConfigError(f"--{'resume' if args.resume else 'confirm-only'} needs the --name of "
                                   "an existing experiment")
-            exp_dir = (args.results_dir / args.name).resolve()
-            if not (exp_dir / "experiment.json").exists():
+            exp_dir = experiment_dir(args.results_dir, check_name(args.name))
+            check_location(args.results_dir, exp_dir)
+            if not (exp_dir / RECORD).exists():
                 raise ConfigError(f"no experiment {args.name!r} in {args.results_dir} to "
                                   f"{'resume' if args.resume else 'confirm'}")
-            space = _recorded_space(exp_dir, args, overrides)
+            record = read_record(exp_dir)
+            space = _recorded_space(exp_dir, record, args, overrides)
+            check_in_place(exp_dir, record, _restored_phases(args))
+            check_tune_state(exp_dir, _restored_phases(args))
+            args.optuna_storage = optuna_storage.for_experiment(record.get("optuna_storage"), exp_dir,
+                                                                args.optuna_storage)
+            _check_study(exp_dir, record, args.optuna_storage, _restored_phases(args))
         else:
             space = load_space(args.space or DEFAULT_SPACE)
             space.fixed = {**space.fixed, **overrides}
             validate_space(space)
-            exp_dir = (args.results_dir / (args.name or space.name)).resolve()
-            if exp_dir.exists() and any(exp_dir.iterdir()):
-                raise ConfigError(f"experiment {exp_dir.name!r} already exists in {exp_dir.parent}; "
-                                  "use --resume to continue it, or another --name")
+            name = check_name(args.name or space.name, "--name" if args.name else "--name (default: the space's)")
+            exp_dir = experiment_dir(args.results_dir, name)
+            check_location(args.results_dir, exp_dir)
         cfg = make_config(space.fixed)
     except ConfigError as e:
         return _fail(str(e))
     if cfg_data_missing(space.fixed):
         return _fail(f"data not found: {space.fixed['data']} (give a Tiny ImageNet directory or zip)")
-    if args.optuna_storage:
+    if args.optuna_storage and not continuing:  # (a continued experiment's: _check_study)
         try:
-            _check_storage(args.optuna_storage)
+            optuna_storage.check(args.optuna_storage)
         except ConfigError as e:
             return _fail(str(e))
+    try:  # before anything is started or written: one driver per experiment
+        lock = experiment_lock.acquire(exp_dir, shlex.join(["python", "-m", "study.run", *map(redact, argv)]),
+                                       break_lock=args.break_lock)
+    except experiment_lock.LockError as e:
+        return _fail(str(e))
+    with lock:
+        if not continuing and any(p.name != experiment_lock.LOCK_FILE for p in exp_dir.iterdir()):
+            return _fail(f"experiment {exp_dir.name!r} already exists in {exp_dir.parent}; "
+                         "use --resume to continue it, or another --name")
+        if lock.note():
+            print(lock.note(), file=sys.stderr, flush=True)
+        return _run_locked(args, argv, space, cfg, exp_dir, continuing)
+
+
+def _run_locked(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
     if not args.address and "ray" not in sys.modules:
         # Must precede the first `import ray`: a local cluster's processes then listen on
         # 127.0.0.1 only (GCS, raylet, object manager), not on every interface.
@@ -183,14 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, argv, space, cfg, exp_dir, continuing)
     except KeyboardInterrupt:
         return _interrupted(exp_dir, "stopped before the phase's state was saved")
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+    except Exception as e:
+        why = _disk_full(e, exp_dir)
+        if why is None:
             raise
         then = ("continue with --resume" if (exp_dir / "experiment.json").exists()
                 else "run the command again")
-        print(f"error: cannot write the results under {exp_dir}: {e.strerror}"
-              f"{f' ({e.filename})' if e.filename else ''}; what was written before is intact (tables "
-              f"are replaced atomically). Free space, then {then}.", file=sys.stderr)
+        print(f"error: cannot write the results under {exp_dir}: {why}; what was written before is intact "
+              f"(tables are replaced atomically). Free space, then {then}.", file=sys.stderr)
         return 1
     finally:
         if threading.current_thread() is threading.main_thread():
@@ -198,6 +280,37 @@ def main(argv: list[str] | None = None) -> int:
 
 
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's single-machine mode: bind to loopback
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _disk_full(exc: BaseException, exp_dir: Path) -> str | None:
+    """Why the results cannot be written, if that is what ended the driver; else None.
+
+    A full disk reaches the driver in many forms: an OSError of our own writes, SQLite's
+    "database or disk is full" through SQLAlchemy and Optuna, or whatever Ray Tune raises when it
+    reads back a file it could only write in part (an EOFError from a truncated pickle). The
+    causes are searched first; then a test write under the experiment directory tells."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            return f"{e.strerror}{f' ({e.filename})' if e.filename else ''}"
+        if "database or disk is full" in str(e):  # (sqlite3.OperationalError, and what wraps it)
+            return "No space left on device (the Optuna database: database or disk is full)"
+        todo += [e.__cause__, e.__context__]
+    probe = next((p for p in (exp_dir, *exp_dir.parents) if p.is_dir()), None)
+    try:
+        with tempfile.TemporaryFile(dir=probe) as f:  # (a checkpoint needs far more than this)
+            f.write(b"\0" * (1 << 20))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        if e.errno in DISK_FULL:
+            return f"{e.strerror} (then: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    return None
 
 
 def _term_as_interrupt(signum, frame) -> None:
@@ -213,15 +326,6 @@ def _interrupted(exp_dir: Path, what: str) -> int:
     else:
         print("interrupted before the experiment started; nothing was written", file=sys.stderr, flush=True)
     return 130
-
-
-def _check_storage(url: str) -> None:
-    import optuna
-    try:
-        optuna.storages.RDBStorage(url)
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--optuna-storage {redact(url)}: cannot open it: {redact(reason)}") from None
 
 
 def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
@@ -254,14 +358,15 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
         return kind(cli) if cli is not None else kind(sweep_cfg.get(key, default))
 
     s = sweep.SweepSettings(
-        name=name, results_dir=args.results_dir,
+        name=name, results_dir=exp_dir.parent,  # (absolute: Tune pickles these settings)
         num_samples=pick(args.num_samples, "num_samples", 8, int),
         max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
         grace_period=pick(args.grace_period, "grace_period", 1, int),
         reduction_factor=pick(args.reduction_factor, "reduction_factor", 2, float),
         seed=pick(args.seed, "seed", 0, int),
-        max_failures=args.max_failures, optuna_storage=args.optuna_storage,
-        table_refresh_s=args.table_refresh_s)
+        max_failures=args.max_failures, table_refresh_s=args.table_refresh_s,
+        # (a continued experiment's own optuna.db stays "the default": recorded relative to it)
+        optuna_storage=None if args.optuna_storage == optuna_storage.default_url(exp_dir) else args.optuna_storage)
     try:
         check_resources(s.cpus_per_trial, s.gpus_per_trial)
         print(f"Ray dashboard: {url or '(not running)'}", flush=True)
@@ -270,6 +375,7 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
     sweep.start_experiment(s, space, ["python", "-m", "study.run", *map(redact, argv)])
     print(f"experiment {name!r}: {exp_dir} (space {space.name!r}, {s.num_samples} search trials, "
           f"max {cfg.epochs} epochs)", flush=True)
+    print(f"Optuna study {name!r} in {redact(s.storage)}", flush=True)
     table = None
     data_ref = ray.put(data)  # one copy in the object store, shared by both phases
     del data
@@ -288,6 +394,11 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
         return _fail("no trial reported a result; see the Ray logs under " + str(exp_dir / "ray"))
     sweep.finish_experiment(s, table, t0)
     _print_best(table)
+    if DIR_MISSING in table and table[DIR_MISSING].eq(True).any():
+        lost = sorted(table.loc[table[DIR_MISSING].eq(True), "trial_id"].unique())
+        print(f"warning: {len(lost)} trial(s) of the table have no trial directory any more ({', '.join(lost)}): "
+              f"their rows are kept as recorded (column {DIR_MISSING}); their checkpoints are gone",
+              file=sys.stderr)
     print(f"trial table: {exp_dir / 'trials.parquet'} (+ trials.csv, summary.csv, experiment.json); "
           f"Optuna study {name!r} in {redact(s.storage)}")
     search = table[table["phase"] == "search"]

@@ -28,7 +28,8 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, known_settings, make_config
+from . import regularizers
+from .config import FIELDS, ConfigError, known_settings, make_config
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 DISTS = ("uniform", "loguniform", "int", "categorical", "conditional")
@@ -104,6 +105,8 @@ def _check_dist(path: Path, key: str, spec: Any, fixed: dict[str, Any]) -> None:
         for v in spec["choices"]:
             _probe(path, f"search.{key}", {**fixed, key: v})
         return
+    if dist != "int" and _integer_setting(key):
+        raise _err(path, f"search.{key}.dist", f"{key} takes integers; use dist: int (or categorical)")
     for bound in ("low", "high"):
         if not isinstance(spec.get(bound), (int, float)) or isinstance(spec.get(bound), bool):
             raise _err(path, f"search.{key}.{bound}", "expected a number")
@@ -119,6 +122,14 @@ def _check_dist(path: Path, key: str, spec: Any, fixed: dict[str, Any]) -> None:
         _probe(path, f"search.{key}", {**fixed, key: v})
 
 
+def _integer_setting(key: str) -> bool:
+    """Integer settings: a catalog strength declared integer, or an int field of the config."""
+    st = regularizers.settings().get(key)
+    if st is not None:
+        return st.integer
+    return key in FIELDS and FIELDS[key].type in ("int", "int | None")
+
+
 def _probe(path: Path, key: str, values: dict[str, Any]) -> None:
     try:
         make_config(values)
@@ -129,6 +140,9 @@ def _probe(path: Path, key: str, values: dict[str, Any]) -> None:
 def load_space(name_or_path: str, directory: Path | None = None) -> Space:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.exists():
+        if not p.is_file():
+            raise SpaceError(f"--space {name_or_path}: is a directory, not a space file (a YAML file, or a "
+                             "name from --list-spaces)")
         path = p
     else:
         spaces = available(directory)
@@ -137,6 +151,8 @@ def load_space(name_or_path: str, directory: Path | None = None) -> Space:
         path = spaces[name_or_path]
     try:
         doc = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(f"--space {path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""

@@ -30,8 +30,9 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from . import tasks, trial_table
+from . import optuna_storage, tasks, trial_table
 from .config import make_config
+from .experiment_dir import RECORD, experiment_dir, read_record
 from .metrics import MODE, OBJECTIVE as METRIC
 from .spaces import Space, define_by_run
 from .trainable import train, train_confirm
@@ -56,11 +57,19 @@ class SweepSettings:
 
     @property
     def exp_dir(self) -> Path:
-        return (Path(self.results_dir) / self.name).resolve()
+        return experiment_dir(self.results_dir, self.name)
 
     @property
     def storage(self) -> str:
-        return self.optuna_storage or f"sqlite:///{self.exp_dir / 'optuna.db'}"
+        return self.optuna_storage or optuna_storage.default_url(self.exp_dir)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles these settings with the TableCallback (tuner.pkl, the experiment state):
+        # a storage's password must not go with them (the callback never opens the storage)
+        state = dict(self.__dict__)
+        if state["optuna_storage"]:
+            state["optuna_storage"] = optuna_storage.recorded_form(state["optuna_storage"])
+        return state
 
 
 def load_task_data(cfg) -> Any:
@@ -77,8 +86,7 @@ def trial_dirname(trial) -> str:
 # --- experiment.json and statuses.json --------------------------------------------------------
 
 def read_experiment(exp_dir: Path) -> dict[str, Any]:
-    path = Path(exp_dir) / "experiment.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_record(exp_dir) if (Path(exp_dir) / RECORD).exists() else {}
 
 
 def update_experiment(s: SweepSettings, **fields: Any) -> dict[str, Any]:
@@ -120,7 +128,7 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
                        "cpus_per_trial": s.cpus_per_trial, "gpus_per_trial": s.gpus_per_trial,
                        "max_failures": s.max_failures},
             "optuna_study": s.name,
-            "optuna_storage": s.storage if not s.optuna_storage else "(user-given: --optuna-storage)",
+            "optuna_storage": optuna_storage.record(s.optuna_storage),
         }
     else:
         doc["fixed"] = space.fixed  # the same settings; only the data location may have moved
@@ -163,17 +171,18 @@ def refresh_table(s: SweepSettings, live: dict[str, dict[str, str]] | None = Non
     """
     meta = read_experiment(s.exp_dir)
     saved = load_statuses(s)
-    frames = []
+    frames, known = [], {}
     for phase in PHASES:
         running = live is not None and phase in live
+        statuses = live[phase] if running else saved.get(phase)
         frame = trial_table.collect(
             s.exp_dir / "ray" / phase, experiment=s.name, phase=phase, fixed=meta.get("fixed", {}),
-            searched=meta.get("searched", []),
-            statuses=live[phase] if running else saved.get(phase),
-            finished=not running and phase in saved)
+            searched=meta.get("searched", []), statuses=statuses, finished=not running and phase in saved)
+        known[phase] = set(statuses) if statuses is not None else None
         if not frame.empty:
             frames.append(frame)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    table = trial_table.keep_lost_trials(table, trial_table.read_table(s.exp_dir), known)
     if not table.empty:
         trial_table.write_tables(table, s.exp_dir)
     return table
@@ -184,6 +193,10 @@ class Interrupted(Exception):
 
 
 _LAST_STEP: dict[str, dict[str, str]] = {}
+# This driver's settings per phase. A restored Tuner unpickles the callback with the settings of
+# the driver that created it (perhaps another --table-refresh-s, or a results dir given relative
+# to another working directory): the table goes where this driver's settings say.
+_DRIVER: dict[str, SweepSettings] = {}
 
 
 def _tune_status(status: str) -> str:
@@ -208,12 +221,16 @@ class TableCallback(tune.Callback):
         for t in trials:
             self.statuses[str(t.trial_id)] = _tune_status(t.status)
 
+    @property
+    def settings(self) -> SweepSettings:
+        return _DRIVER.get(self.phase, self.s)
+
     def _refresh(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self.last < self.s.table_refresh_s:
+        if not force and time.monotonic() - self.last < self.settings.table_refresh_s:
             return
         self.last = time.monotonic()
         try:
-            refresh_table(self.s, live={self.phase: dict(self.statuses)})
+            refresh_table(self.settings, live={self.phase: dict(self.statuses)})
         except Exception as e:  # a refresh must never kill the sweep; the final write reports errors
             print(f"warning: trial table refresh failed: {e}", flush=True)
 
@@ -224,12 +241,12 @@ class TableCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._note(trials)
         self.statuses[str(trial.trial_id)] = "done"
-        self._refresh(force=self.s.table_refresh_s <= 0)
+        self._refresh(force=self.settings.table_refresh_s <= 0)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._note(trials)
         self.statuses[str(trial.trial_id)] = "errored"
-        self._refresh(force=self.s.table_refresh_s <= 0)
+        self._refresh(force=self.settings.table_refresh_s <= 0)
 
 
 # --- the two phases -----------------------------------------------------------------------------
@@ -273,10 +290,11 @@ def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.Da
     else:
         # (a --resume of a driver killed before Tune's first snapshot also lands here: the
         # Optuna study is loaded from its storage, the abandoned trial dirs stay in the table)
+        _record_tune_state(s, "search")
         searcher = DurableOptunaSearch(
             space=functools.partial(define_by_run, space.search), metric=METRIC, mode=MODE,
             sampler=optuna.samplers.TPESampler(seed=s.seed),
-            study_name=s.name, storage=optuna.storages.RDBStorage(s.storage))
+            study_name=s.name, storage=optuna_storage.open_storage(s.storage))
         scheduler = ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration", max_t=max_t,
                                   grace_period=min(s.grace_period, max_t), reduction_factor=s.reduction_factor)
         tuner = tune.Tuner(
@@ -293,7 +311,12 @@ def _fit(tuner: tune.Tuner, s: SweepSettings, phase: str, expected: int) -> pd.D
     """Run the phase, record Tune's final status per trial, rebuild the table. An interrupted
     phase (Tune returns normally after SIGINT) is recorded as such and raises Interrupted."""
     _LAST_STEP.pop(phase, None)
-    results = tuner.fit()
+    _DRIVER[phase] = s
+    try:
+        results = tuner.fit()
+    except Exception:
+        _record_stopped(s, phase)  # (a full disk, a bug: the table shows where the trials were)
+        raise
     statuses = {**result_statuses(results), **_LAST_STEP.get(phase, {})}
     interrupted = len(statuses) < expected or any(v == "running" for v in statuses.values())
     if interrupted:
@@ -304,6 +327,26 @@ def _fit(tuner: tune.Tuner, s: SweepSettings, phase: str, expected: int) -> pd.D
         unfinished = expected - sum(v in ("done", "errored") for v in statuses.values())
         raise Interrupted(f"{phase} phase interrupted with {unfinished} of {expected} trials unfinished")
     return table
+
+
+def _record_stopped(s: SweepSettings, phase: str) -> None:
+    """Record the statuses of the last step as those of a stopped phase, where that can still be
+    written; on a full disk the last complete table stays as it was."""
+    statuses = {k: "interrupted" if v == "running" else v for k, v in _LAST_STEP.get(phase, {}).items()}
+    if not statuses:
+        return
+    try:
+        save_statuses(s, phase, statuses)
+        refresh_table(s)
+    except Exception:  # noqa: BLE001 - the driver is failing already; its own error is the one to report
+        pass
+
+
+def _record_tune_state(s: SweepSettings, phase: str) -> None:
+    """Where this phase's Ray Tune state is created: its pickles hold this path, so a moved
+    experiment cannot be continued from them (study.experiment_dir.check_in_place)."""
+    at = read_experiment(s.exp_dir).get("tune_state_at")
+    update_experiment(s, tune_state_at={**(at if isinstance(at, dict) else {}), phase: str(s.exp_dir)})
 
 
 def confirm_seeds(search_seed: int, n: int) -> list[int]:
@@ -346,6 +389,7 @@ def run_confirm(s: SweepSettings, space: Space, data: Any, seeds: int, top_k: in
         if not plan:
             raise RuntimeError("no finished search trial to confirm")
         seed_list = confirm_seeds(make_config(space.fixed).seed, seeds)
+        _record_tune_state(s, "confirm")
         update_experiment(s, confirm={"seeds": seed_list, "top_k": top_k, "selected_by": "best-epoch val_loss",
                                       "configs": plan})
         tuner = tune.Tuner(
@@ -373,4 +417,5 @@ def finish_experiment(s: SweepSettings, table: pd.DataFrame, t0: float) -> None:
         s, end_time=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1),
         budget_per_regularizer=budget_per_regularizer(table),
         search_trials_by_status=trial_table.status_counts(table),
-        settings=asdict(s) | {"results_dir": str(s.results_dir)})
+        settings=asdict(s) | {"results_dir": str(s.results_dir),
+                              "optuna_storage": optuna_storage.record(s.optuna_storage)})

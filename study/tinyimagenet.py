@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +33,9 @@ if TYPE_CHECKING:  # (config imports the task table, which imports this module)
 
 CACHE_VERSION = 1
 ROOT = "tiny-imagenet-200"
+ARRAYS = ("train_x", "train_y", "test_x", "test_y")
+
+log = logging.getLogger(__name__)
 
 
 class DataError(RuntimeError):
@@ -92,6 +97,19 @@ class _Source:
             return (self.root / rel).read_bytes()
         except (KeyError, FileNotFoundError):
             raise DataError(f"missing from the Tiny ImageNet layout: {self.label(rel)}") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # a damaged archive: CRC, truncation
+            what = "image" if rel.lower().endswith((".jpeg", ".jpg")) else "file"
+            why = "it fails its CRC-32 check" if "CRC" in str(e) else " ".join(str(e).split())
+            raise DataError(f"corrupt {what} {self.label(rel)}: {why}; the zip is damaged: "
+                            "download it again") from None
+        except OSError as e:
+            raise DataError(f"cannot read {self.label(rel)}: {e.strerror or e}") from None
+
+    def text(self, rel: str) -> str:
+        try:
+            return self.read(rel).decode()
+        except UnicodeDecodeError:
+            raise DataError(f"corrupt file {self.label(rel)}: not text") from None
 
     def listdir(self, rel: str) -> list[str]:
         """File names directly under ``rel`` (a folder), sorted."""
@@ -131,7 +149,8 @@ def select_classes(wnids: list[str], n: int, class_list: tuple[str, ...] | None)
     return sorted(wnids)[:n]
 
 
-def _decode_official(src: _Source, classes: list[str]) -> dict[str, np.ndarray]:
+def _index_official(src: _Source, classes: list[str]) -> tuple[list[tuple[str, int]], int]:
+    """(file, label) of every train image, then every official val image; and the train count."""
     index = {c: i for i, c in enumerate(classes)}
     jobs: list[tuple[str, int]] = []
     for c in classes:
@@ -140,13 +159,17 @@ def _decode_official(src: _Source, classes: list[str]) -> dict[str, np.ndarray]:
             raise DataError(f"class {c} has no training images in {src.label(f'train/{c}/images')}")
         jobs += [(f"train/{c}/images/{f}", index[c]) for f in files]
     n_train = len(jobs)
-    ann = src.read("val/val_annotations.txt").decode().splitlines()
+    ann = src.text("val/val_annotations.txt").splitlines()
     for line in ann:
         parts = line.split("\t")
         if len(parts) >= 2 and parts[1] in index:
             jobs.append((f"val/images/{parts[0]}", index[parts[1]]))
     if len(jobs) == n_train:
         raise DataError(f"no official val images for the chosen classes in {src.label('val/val_annotations.txt')}")
+    return jobs, n_train
+
+
+def _decode_official(src: _Source, jobs: list[tuple[str, int]], n_train: int) -> dict[str, np.ndarray]:
     x = np.empty((len(jobs), 64, 64, 3), dtype=np.uint8)
     y = np.array([lab for _, lab in jobs], dtype=np.int64)
     for i, (rel, _) in enumerate(tqdm(jobs, desc="decoding Tiny ImageNet", unit="img", disable=None)):
@@ -157,8 +180,8 @@ def _decode_official(src: _Source, classes: list[str]) -> dict[str, np.ndarray]:
 # --- cache --------------------------------------------------------------------------------------
 def default_cache_dir(cfg: TrialConfig) -> Path:
     if cfg.cache_dir:
-        return Path(cfg.cache_dir).expanduser()
-    return Path(os.environ.get("REGSTUDY_CACHE", "~/.cache/regstudy")).expanduser()
+        return Path(os.path.expanduser(cfg.cache_dir))  # (Path.expanduser raises for an unknown ~user)
+    return Path(os.path.expanduser(os.environ.get("REGSTUDY_CACHE", "~/.cache/regstudy")))
 
 
 def resolve_source(cfg: TrialConfig) -> Path:
@@ -168,22 +191,73 @@ def resolve_source(cfg: TrialConfig) -> Path:
     return fetch(cfg.download_url, default_cache_dir(cfg) / "tiny-imagenet-200.zip", cfg.download_md5)
 
 
+def _cached(cdir: Path, n_classes: int) -> dict[str, np.ndarray] | None:
+    """The decoded arrays under ``cdir`` (memory-mapped), or None when there are none or they are
+    damaged (a truncated or missing file, shapes that do not fit): then the caller decodes again."""
+    if not (cdir / "meta.json").exists():
+        return None
+    try:
+        arrays = {n: np.load(cdir / f"{n}.npy", mmap_mode="r") for n in ARRAYS}
+        for split in ("train", "test"):
+            x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+            if x.shape[1:] != (64, 64, 3) or y.shape != (len(x),) or len(y) == 0:
+                raise ValueError(f"{split}_x {x.shape} and {split}_y {y.shape} do not fit together")
+            if int(y.min()) < 0 or int(y.max()) >= n_classes:
+                raise ValueError(f"{split}_y holds labels outside 0..{n_classes - 1}")
+        return arrays
+    except (OSError, ValueError, EOFError) as e:
+        log.warning("the decoded-image cache %s is damaged (%s); decoding the images again", cdir,
+                    " ".join(str(e).split()))
+        shutil.rmtree(cdir, ignore_errors=True)
+        return None
+
+
+def n_val_per_class(n: int, fraction: float) -> int:
+    """How many of a class's ``n`` training images the stratified validation split takes."""
+    return max(1, int(round(fraction * n))) if n > 1 else 0
+
+
+def check_splits(classes: list[str], train_counts: np.ndarray, test_counts: np.ndarray,
+                 val_fraction: float) -> None:
+    """Every split (train, validation, test) keeps at least one image of every class."""
+    rule = "every split (train, validation, test) needs at least one image of every class"
+    for c, n_train, n_test in zip(classes, train_counts, test_counts):
+        n_train, n_test = int(n_train), int(n_test)
+        k = n_val_per_class(n_train, val_fraction)
+        if k == 0:
+            raise DataError(f"class {c} has {n_train} training image{'s' if n_train != 1 else ''}; {rule}, "
+                            "so a class needs at least 2 training images")
+        if n_train - k < 1:
+            raise DataError(f"val_fraction={val_fraction} leaves class {c} ({n_train} training images) with no "
+                            f"training image; {rule}: allowed here: val_fraction < {(n_train - 0.5) / n_train:.4g}")
+        if n_test < 1:
+            raise DataError(f"class {c} has no official val image (the test split); {rule}")
+
+
 def load_official(cfg: TrialConfig, *, progress: bool = True) -> tuple[dict[str, np.ndarray], list[str], str]:
-    """Decoded official train and val (our test) arrays for the chosen classes, from the cache."""
+    """Decoded official train and val (our test) arrays for the chosen classes, from the cache.
+
+    Refuses (DataError) a class list whose splits would miss a class (:func:`check_splits`),
+    before decoding anything."""
     src = _Source(resolve_source(cfg))
-    wnids = [w.strip() for w in src.read("wnids.txt").decode().split() if w.strip()]
+    wnids = [w.strip() for w in src.text("wnids.txt").split() if w.strip()]
     classes = select_classes(wnids, cfg.classes, cfg.class_list)
     key = hashlib.sha256(json.dumps([CACHE_VERSION, src.identity(), classes]).encode()).hexdigest()[:20]
     cdir = default_cache_dir(cfg) / "decoded" / key
-    names = ("train_x", "train_y", "test_x", "test_y")
-    if (cdir / "meta.json").exists():
-        arrays = {n: np.load(cdir / f"{n}.npy", mmap_mode="r") for n in names}
+    arrays = _cached(cdir, len(classes))
+    if arrays is not None:
+        check_splits(classes, np.bincount(arrays["train_y"], minlength=len(classes)),
+                     np.bincount(arrays["test_y"], minlength=len(classes)), cfg.val_fraction)
         return arrays, classes, str(src.path)
-    arrays = _decode_official(src, classes)
+    jobs, n_train = _index_official(src, classes)
+    labels = np.array([lab for _, lab in jobs], dtype=np.int64)
+    check_splits(classes, np.bincount(labels[:n_train], minlength=len(classes)),
+                 np.bincount(labels[n_train:], minlength=len(classes)), cfg.val_fraction)
+    arrays = _decode_official(src, jobs, n_train)
     cdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cdir.parent))
     try:
-        for n in names:
+        for n in ARRAYS:
             np.save(tmp / f"{n}.npy", arrays[n])
         (tmp / "meta.json").write_text(json.dumps({"source": str(src.path), "classes": classes,
                                                    "version": CACHE_VERSION}))
@@ -205,7 +279,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)
-        k = max(1, int(round(fraction * len(idx)))) if len(idx) > 1 else 0
+        k = n_val_per_class(len(idx), fraction)
         val_idx.append(idx[:k])
         train_idx.append(idx[k:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))

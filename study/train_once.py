@@ -13,9 +13,9 @@ import math
 import sys
 from pathlib import Path
 
-from . import regularizers
-from .config import ConfigError, make_config, parse_set
-from .errors import USER_ERRORS
+from . import cli, preflight, regularizers, tasks
+from .config import make_config, parse_set
+from .trial_table import atomic_write_text
 from .training import Diverged, run_trial
 
 COLUMNS = ("epoch", "train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss",
@@ -57,17 +57,25 @@ def _fmt(v) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes (study.cli): 0 trained, 1 diverged or failed, 2 bad input, 130 interrupted."""
+    return cli.run(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     if args.list_regularizers:
         print("\n".join(regularizers.listing()))
         return 0
     values = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
-    try:
-        values.update(parse_set(args.set))
-        cfg = make_config(values)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    values.update(parse_set(args.set))
+    cfg = make_config(values)
+    # Everything given is checked before the (possibly long) run: the output file, the paths of
+    # the config, the device.
+    if args.json:
+        preflight.output_file(args.json, "--json")
+    preflight.config_paths(cfg)
+    preflight.device(cfg)
+    data = load_data(cfg)  # bad data is bad input too: found before any training
     epochs: list[dict] = []
 
     def report(metrics: dict, _state) -> None:
@@ -78,21 +86,34 @@ def main(argv: list[str] | None = None) -> int:
 
     status = 0
     try:
-        final = run_trial(cfg, report)
+        final = run_trial(cfg, report, data=data)
     except Diverged as e:
         print(f"diverged: {e}", file=sys.stderr)
         final, status = (epochs[-1] if epochs else {}), 1
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        kept = ""
+        if args.json and epochs:
+            _write_json(args.json, cfg, epochs, {}, interrupted=True)
+            kept = f"; its {len(epochs)} finished epoch(s) are in {args.json}"
+        raise KeyboardInterrupt(f"after {len(epochs)} of {cfg.epochs} epochs{kept}") from None
     test = {k: v for k, v in final.items() if k.startswith("test")}
     if test:
         print("test: " + "  ".join(f"{k}={_fmt(v)}" for k, v in test.items()))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"config": cfg.to_dict(), "epochs": epochs, "test": test},
-                                        indent=1, default=str))
+        _write_json(args.json, cfg, epochs, test)
     return status
+
+
+def load_data(cfg):
+    """The task's data, as the sweep's driver loads it (read, decoded or cached, split)."""
+    return tasks.get(cfg.task).load(cfg)
+
+
+def _write_json(path: Path, cfg, epochs: list[dict], test: dict, interrupted: bool = False) -> None:
+    doc = {"config": cfg.to_dict(), "epochs": epochs, "test": test}
+    if interrupted:
+        doc["interrupted"] = True
+    atomic_write_text(json.dumps(doc, indent=1, default=str), Path(path).expanduser())
 
 
 if __name__ == "__main__":

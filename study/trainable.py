@@ -14,6 +14,7 @@ from ray import tune
 from .config import make_config
 from .faults import maybe_fail
 from .training import Diverged, run_trial
+from .trial_table import upgrade_record
 
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.json"
@@ -32,7 +33,7 @@ def train_confirm(config: dict[str, Any], fixed: dict[str, Any] | None = None, d
 
 
 def _run(values: dict[str, Any], params: dict[str, Any], data: Any) -> None:
-    cfg = make_config(values)
+    cfg = make_config(upgrade_record(values))  # (experiments recorded before the catalog)
     resume = None
     history: list[dict[str, Any]] = []
     ckpt = tune.get_checkpoint()

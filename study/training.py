@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import tasks
-from .config import TrialConfig, make_config
+from .config import ConfigError, TrialConfig, make_config
 from .regularization import Regularization, for_config
 from .regularizers import MixedTargets
 from .tasks import IGNORE, Task
@@ -44,7 +44,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for but no GPU is visible")
+        raise ConfigError("device: cuda was asked for but no GPU is visible; allowed here: auto, cpu")
     return torch.device(name)
 
 

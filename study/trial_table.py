@@ -82,9 +82,15 @@ def trial_params(config: dict[str, Any]) -> dict[str, Any]:
 def upgrade_record(values: dict[str, Any]) -> dict[str, Any]:
     """Settings recorded before the regularizer catalog, in today's terms (the catalog's
     ``formerly``: POS ``augment`` is ``word_dropout``); other names are accepted as they were."""
-    if "regularizer" not in values:
-        return values
-    return {**values, "regularizer": regularizers.upgrade(str(values.get("task", "image")), values["regularizer"])}
+    values = dict(values)
+    task = str(values.get("task", "image"))
+    reg = regularizers.upgrade(task, str(values.get("regularizer", "none")))
+    # EfficientNet's stochastic depth was a plain setting beside any regularizer; it is a technique now
+    if values.get("stochastic_depth") and "stochastic_depth" not in reg.split("+"):
+        reg = "stochastic_depth" if reg == "none" else f"{reg}+stochastic_depth"
+    if "regularizer" in values or reg != "none":
+        values["regularizer"] = reg
+    return values
 
 
 def _nan(v: Any) -> Any:
@@ -229,12 +235,58 @@ def write_tables(table: pd.DataFrame, out_dir: Path) -> None:
     atomic_write(summarize(table), out_dir / "summary.csv")
 
 
+def read_table(out_dir: Path) -> pd.DataFrame | None:
+    """The table as last written (trials.parquet, else its CSV twin); None when there is none
+    that can be read."""
+    for name, read in (("trials.parquet", pd.read_parquet), ("trials.csv", pd.read_csv)):
+        try:
+            return read(Path(out_dir) / name)
+        except FileNotFoundError:
+            continue
+        except Exception:  # noqa: BLE001 - unreadable: the trial directories are the record left
+            continue
+    return None
+
+
+DIR_MISSING = "trial_dir_missing"  # the column: rows kept from the table, the trial's results are gone
+
+
+def keep_lost_trials(table: pd.DataFrame, previous: pd.DataFrame | None,
+                     known: dict[str, set[str] | None]) -> pd.DataFrame:
+    """The table is the record of the experiment: a refresh never drops a trial that it held
+    because the trial's directory (``ray/<phase>/trial_<id>``: result.json, checkpoints) was
+    deleted, emptied or lost. Its rows stay as they were, with ``trial_dir_missing`` true.
+
+    ``known``: per phase, the trial ids Ray Tune knows (None: not known). A trial that Tune does
+    not know is left out, as :func:`collect` does: it was started by a driver killed before
+    Tune's next snapshot, and the resumed phase ran a new trial in its place.
+    """
+    table = table.copy()
+    if not table.empty:
+        table[DIR_MISSING] = False
+    if previous is None or previous.empty or not {"phase", "trial_id"} <= set(previous.columns):
+        return table
+    have = set(zip(table["phase"], table["trial_id"])) if not table.empty else set()
+
+    def lost(phase: str, trial_id: str) -> bool:
+        ids = known.get(phase)
+        return (phase, trial_id) not in have and (ids is None or trial_id.removeprefix(f"{phase}-") in ids)
+
+    rows = previous[[lost(str(p), str(t)) for p, t in zip(previous["phase"], previous["trial_id"])]].copy()
+    if rows.empty:
+        return table
+    rows[DIR_MISSING] = True
+    columns = list(table.columns) + [c for c in rows.columns if c not in table.columns]
+    return pd.concat([table, rows], ignore_index=True).reindex(columns=columns)
+
+
 def best_per_regularizer(table: pd.DataFrame, k: int = 1, phase: str = "search") -> pd.DataFrame:
     """Top-k trials per regularizer type of one phase, ranked by the trial's best-epoch
     (lowest) validation loss -- the same number ASHA and TPE optimised, so the pick agrees with
     the search.
 
-    Trials that errored or diverged are excluded; ASHA-stopped trials compete with the epochs
+    Trials whose status is in ``study.metrics.NOT_RESULTS`` are excluded (errored, diverged, and
+    unfinished: interrupted or still running); ASHA-stopped trials compete with the epochs
     they ran (a stopped trial rarely beats one that ran the full budget, but if it does its
     early minimum is still an honest validation number; the confirmation phase then re-runs it
     to the full budget). The test split plays no part in the choice. Returns rows of

@@ -95,3 +95,18 @@ def make_bad_data(path: Path, case: str) -> Path:
     elif case != "missing":
         raise ValueError(f"unknown bad-data case {case!r}; known: {BAD_DATA}")
     return path
+
+
+def damage_zip_entry(src: Path, dst: Path, entry: str, n_bytes: int = 4) -> Path:
+    """Copy the zip ``src`` to ``dst`` with ``n_bytes`` of ``entry``'s stored data flipped (the
+    entry then fails its CRC-32 check, as after a bad download or a disk error)."""
+    data = bytearray(Path(src).read_bytes())
+    with zipfile.ZipFile(src) as z:
+        info = z.getinfo(entry)
+    off = info.header_offset  # local file header: 30 bytes, then the name and the extra field
+    start = off + 30 + int.from_bytes(data[off + 26:off + 28], "little") + int.from_bytes(data[off + 28:off + 30], "little")
+    mid = start + info.compress_size // 2
+    for i in range(min(n_bytes, info.compress_size)):
+        data[mid + i] ^= 0x55
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)

@@ -282,3 +282,45 @@ def test_readme_catalog_table_matches_the_registry():
         assert f"| {', '.join(t.tasks)} |" in row and t.summary in row and t.reference in row, t.name
         for s in t.settings:
             assert f"`{s.name}` {s.default:g}, {s.allowed()}" in row, (t.name, s.name)
+
+
+def test_records_from_before_the_catalog_are_read_in_todays_terms():
+    """What the trial table, the trainable (resume, confirmation) and --resume read from old
+    records: POS `augment` is word dropout; a nonzero EfficientNet `stochastic_depth` beside a
+    regularizer is the stochastic_depth technique combined with it."""
+    from study.trial_table import upgrade_record
+
+    pos = make_config(upgrade_record({"task": "pos", "regularizer": "augment", "word_dropout": 0.2}))
+    assert pos.regularizer == "word_dropout" and pos.strengths == {"word_dropout": 0.2}
+    sd = make_config(upgrade_record({"model": "efficientnet_b0", "regularizer": "l2", "stochastic_depth": 0.3}))
+    assert sd.regularizer == "l2+stochastic_depth" and sd.strengths["stochastic_depth"] == 0.3
+    assert make_config(upgrade_record({"stochastic_depth": 0.0})).regularizer == "none"
+    assert make_config(upgrade_record({"regularizer": "l2_dropout"})).regularizer == "l2+dropout"
+    # image `augment` is still augment
+    assert make_config(upgrade_record({"regularizer": "augment"})).regularizer == "augment"
+
+
+def test_task_and_model_are_checked_before_the_strengths():
+    with pytest.raises(ConfigError, match=r"augment is not for task 'pos'.*word_dropout"):
+        make_config({"task": "pos", "regularizer": "augment", "word_dropout": 0.2})
+    # no suggestion of a combination the model cannot run
+    with pytest.raises(ConfigError) as e:
+        make_config({"regularizer": "l2", "stochastic_depth": 0.1})
+    assert "e.g." not in str(e.value)
+
+
+def test_integer_settings_need_an_integer_distribution(tmp_path):
+    from study.spaces import SpaceError, load_space
+
+    p = tmp_path / "bad.yaml"
+    p.write_text("description: x\nfixed: {regularizer: cutout}\n"
+                 "search: {cutout_size: {dist: uniform, low: 4, high: 16}}\n")
+    with pytest.raises(SpaceError, match=r"bad.yaml: search.cutout_size.dist: cutout_size takes integers"):
+        load_space(str(p))
+
+
+def test_data_transforms_run_in_catalog_order():
+    import study.regularizers as R
+
+    assert R.parse("cutmix+cutout+augment").name == "augment+cutout+cutmix"
+    assert R.parse("mixup+cutout").name == "cutout+mixup"

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -181,11 +182,12 @@ def _wait_for(proc, log: Path, cond, what: str, timeout: float = 240) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
-def test_driver_interrupted_sigint_sigterm_sigkill_then_resume(faults, tiny_zip, tmp_path, cache_dir):
+def test_driver_interrupted_sigint_sigterm_sigkill_then_resume(faults, tiny_zip, tmp_path, cache_dir, capsys):
     """Four trials, one at a time. Driver 1 (umask 027): its cluster listens on loopback only;
     Ctrl-C (SIGINT) in trial 2 -> exit 130, 'interrupted' rows, permissions follow the umask.
     Driver 2 (--resume): SIGTERM in trial 3 -> the same graceful stop. Driver 3 (--resume):
-    SIGKILL in trial 4. An in-process --resume then completes: no trial re-run, no row twice."""
+    SIGKILL in trial 4, leaving its lock file. An in-process --resume then takes the stale lock
+    over and completes: no trial re-run, no row twice."""
     ray.shutdown()  # the drivers below start their own clusters; free the CPUs
     results = tmp_path / "results"
     exp = results / "r"
@@ -248,6 +250,7 @@ def test_driver_interrupted_sigint_sigterm_sigkill_then_resume(faults, tiny_zip,
     finally:
         os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
     assert rc == 130 and "--resume" in log.read_text(), log.read_text()[-3000:]
+    assert not (exp / "driver.lock").exists()  # a graceful stop releases the experiment
     after_2 = finished()
     assert all(after_2[k] == n for k, n in after_1.items())  # trial 1 was not re-run
 
@@ -261,10 +264,16 @@ def test_driver_interrupted_sigint_sigterm_sigkill_then_resume(faults, tiny_zip,
         proc.wait()
     during = pd.read_parquet(exp / "trials.parquet")
     assert not during.duplicated(["trial_id", "epoch"]).any() and len(during) >= 9  # the three finished trials
+    stale = json.loads((exp / "driver.lock").read_text())  # SIGKILL: no release, but no lock either
+    assert stale["pid"] == proc.pid and "--resume" in stale["command"]
 
     # --- in-process --resume completes the experiment ---------------------------------------------
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    capsys.readouterr()
     assert main(args + ["--resume"]) == 0
+    assert (f"note: the previous driver (pid {proc.pid} on host {socket.gethostname()}, started "
+            in capsys.readouterr().err)  # ... "ended without releasing the lock; taken over"
+    assert not (exp / "driver.lock").exists()
     table = pd.read_parquet(exp / "trials.parquet")
     assert table.trial_id.nunique() == 4 and set(table.status) == {"completed"}
     assert not table.duplicated(["trial_id", "epoch"]).any() and len(table) == 12

@@ -57,7 +57,7 @@ def test_explicit_class_list_and_unknown_class(tiny_zip, cache_dir):
     assert classes == [wnid(1), wnid(3)]
     assert len(arrays["train_y"]) == 40
     with pytest.raises(DataError, match="n09999999.*not in wnids.txt"):
-        load_official(make_config({"data": str(tiny_zip), "class_list": "n09999999"}))
+        load_official(make_config({"data": str(tiny_zip), "class_list": f"n09999999,{wnid(1)}"}))
 
 
 def test_splits_sizes_stratified_and_disjoint(tiny_zip, cache_dir):

@@ -43,7 +43,7 @@ def one_thread():
     ({"regularizer": "augment", "contrast_lo": 1.2, "contrast_hi": 0.8}, "contrast_lo/contrast_hi: range reversed"),
     ({"regularizer": "augment", "saturation_lo": -0.1}, r"saturation_lo: -0.1 is out of range; allowed: \[0, inf\)"),
     ({"contrast_lo": 1.2}, "contrast_lo: has no effect with regularizer 'none'; it belongs to 'augment'"),
-    ({"batch_size": 0}, "batch_size: 0 is out of range; allowed: >= 1"),
+    ({"batch_size": 0}, re.escape("batch_size: 0 is out of range; allowed: [1, inf) (integer)")),
     ({"epochs": 0}, "epochs: 0 is out of range"),
     ({"bogus": 1}, "unknown setting 'bogus'"),
     ({"regularizer": "none", "dropout": 0.3}, "dropout: has no effect with regularizer 'none'"),

@@ -40,8 +40,8 @@ class Combination:
         return [s.name for t in self.techniques for s in t.settings]
 
 
-def _key(t: Technique) -> tuple[int, int, str]:
-    return (0 if t.name == NONE else 1, STAGES.index(t.stage), t.name)
+def _key(t: Technique) -> tuple[int, int, int, str]:
+    return (0 if t.name == NONE else 1, STAGES.index(t.stage), t.order, t.name)
 
 
 def catalog() -> list[Technique]:

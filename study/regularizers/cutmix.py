@@ -31,7 +31,7 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator)
 
 
 register(Technique(
-    name="cutmix", tasks=("image",), stage="data", label="CutMix",
+    name="cutmix", tasks=("image",), stage="data", label="CutMix", order=2,  # mixes the finished images
     summary="pastes a random box from another image; targets weighted by the box's area",
     reference="Yun et al. 2019, CutMix: Regularization strategy to train strong classifiers",
     settings=(Setting("cutmix_alpha", 1.0, 0.0, float("inf"), lo_open=True, label="CutMix Beta(α, α)"),),

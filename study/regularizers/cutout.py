@@ -31,7 +31,7 @@ def cutout(x: torch.Tensor, s, gen: torch.Generator, fill: torch.Tensor) -> torc
 
 
 register(Technique(
-    name="cutout", tasks=("image",), stage="data", label="Cutout",
+    name="cutout", tasks=("image",), stage="data", label="Cutout", order=1,  # after augment, before mixing
     summary="masks square holes (side size, n holes, probability p) at random centres",
     reference="DeVries & Taylor 2017, Improved regularization of CNNs with Cutout",
     settings=(Setting("cutout_size", 16, 1, float("inf"), integer=True, label="Cutout hole side (px)"),

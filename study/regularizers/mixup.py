@@ -16,7 +16,7 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator):
 
 
 register(Technique(
-    name="mixup", tasks=("image",), stage="data", label="mixup",
+    name="mixup", tasks=("image",), stage="data", label="mixup", order=2,  # mixes the finished images
     summary="trains on lam*x_i + (1-lam)*x_j with targets mixed by lam ~ Beta(alpha, alpha)",
     reference="Zhang et al. 2018, mixup: Beyond empirical risk minimization",
     settings=(Setting("mixup_alpha", 0.2, 0.0, float("inf"), lo_open=True, label="mixup Beta(α, α)"),),

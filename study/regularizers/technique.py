@@ -56,7 +56,7 @@ class Setting:
     off: float | None = None  # the value that means "no effect" (accepted for an unused technique)
 
     def allowed(self) -> str:
-        left = "(" if self.lo_open else "["
+        left = "(" if self.lo_open or self.lo == -math.inf else "["  # an infinite end is never included
         right = ")" if self.hi_open or self.hi == math.inf else "]"
         return f"{left}{_num(self.lo)}, {_num(self.hi)}{right}" + (" (integer)" if self.integer else "")
 
@@ -70,7 +70,11 @@ class Setting:
 
 
 def _num(v: float) -> str:
-    return "inf" if v == math.inf else f"{v:g}"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if float(v).is_integer() and abs(v) < 1e15:  # (a bound like 2**32 - 1 in full, not 4.29497e+09)
+        return str(int(v))
+    return f"{v:g}"
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class Technique:
     summary: str  # what it does, one line
     reference: str  # the paper, one line
     settings: tuple[Setting, ...] = ()
+    order: int = 0  # position within its stage; data transforms run in this order (mixing last)
     check: Callable[[Mapping[str, float]], None] | None = None  # cross-setting rules
     model_hooks: Mapping[str, Callable[[Mapping[str, float]], Any]] = field(default_factory=dict)
     batch_transform: Callable[..., Any] | None = None

@@ -30,9 +30,13 @@ class Task:
 @dataclass(frozen=True)
 class ModelSpec:
     """A model of a task: ``build(cfg, n_outputs, hooks)``; ``accepts``: the regularizer hook keys
-    (see ``study.regularizers.technique``) it knows where to apply."""
+    (see ``study.regularizers.technique``) it knows where to apply; ``input_sizes``: the smallest
+    and largest ``image_size`` its layers accept (None: not an image model); ``pretrained``:
+    it can start from the weights named by the ``pretrained`` setting."""
     build: Callable[..., nn.Module]
     accepts: frozenset[str] = frozenset()
+    input_sizes: tuple[int, float] | None = None
+    pretrained: bool = False
 
 
 @dataclass(frozen=True)
