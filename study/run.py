@@ -437,4 +437,8 @@ def _print_best(table) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from . import cli
+
+    # main() keeps its own messages for the sweep's cases; the contract's wrapper turns anything
+    # unexpected into one line and exit 1 (REGSTUDY_DEBUG=1 shows the traceback)
+    sys.exit(cli.run(main))
