@@ -50,3 +50,59 @@ def pytest_configure(config):
     # Ray in tests: no token auth, short temp paths (unix socket paths have a length limit).
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_TMPDIR", "/tmp/rayt")
+
+
+@pytest.fixture(scope="session")
+def legacy_experiment(tmp_path_factory):
+    """(experiment dir, NLTK data dir) of an interrupted POS sweep recorded by the code before the
+    regularizer catalog (tests/legacygen.py: commit 04efc63 from this repository's history).
+    Tests copy it before changing it; Ray Tune's state in it names this path."""
+    from legacygen import legacy_code, record_interrupted
+    from posgen import make_nltk_data
+
+    root = tmp_path_factory.mktemp("legacy")
+    code = legacy_code(root / "old")
+    if code is None:
+        pytest.skip("commit 04efc63 is not in this clone's history (shallow clone): cannot record an old experiment")
+    nltk_dir = make_nltk_data(root / "nltk", "treebank", n=60)
+    return record_interrupted(code, root / "results", nltk_dir), nltk_dir
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny models on a shared 2-core machine: a second thread per process costs more than it gives."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tb_dir(tmp_path_factory):
+    """A tiny treebank (NLTK layout) with 40 extra 3-word sentences."""
+    import posgen
+
+    return posgen.make_nltk_data(tmp_path_factory.mktemp("nd") / "nltk_data", "treebank", n=60, lengths={3: 40})
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-CPU local Ray cluster for one module's sweeps (test modules with their own faults define
+    their own `cluster`)."""
+    import ray
+
+    os.environ["REGSTUDY_OFFLINE"] = "1"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def isolated_nltk(monkeypatch, one_thread):
+    """No real NLTK data (~/nltk_data, $NLTK_DATA) and no downloads unless a test asks."""
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "path", [])
+    monkeypatch.setenv("REGSTUDY_OFFLINE", "1")

@@ -26,7 +26,6 @@ from analysis import summarize as summarize_cli
 from study import cli, experiment_lock, train_once
 
 ROOT = Path(__file__).resolve().parents[1]
-LEGACY = Path(__file__).parent / "fixtures" / "legacy_pos_experiment" / "legacy"
 
 
 def one_error(capsys) -> str:
@@ -329,11 +328,11 @@ def test_table1_heading_names_the_epoch_asked_for(analysed, tmp_path, capsys):
 
 
 # --- an unfinished experiment ---------------------------------------------------------------------
-def test_interrupted_experiment_is_analysed_as_such(tmp_path, capsys):
-    """The legacy fixture is a real sweep interrupted with SIGINT: two trials finished, the l2 trial
+def test_interrupted_experiment_is_analysed_as_such(tmp_path, capsys, legacy_experiment):
+    """The legacy experiment is a real sweep interrupted with SIGINT: two trials finished, the l2 trial
     interrupted after its first epoch. That trial is not l2's result; the state is said."""
     exp = tmp_path / "legacy"
-    shutil.copytree(LEGACY, exp)
+    shutil.copytree(legacy_experiment[0], exp)
     table = pd.read_parquet(exp / "trials.parquet")
     interrupted = table[table.status == "interrupted"]
     assert set(interrupted.regularizer) == {"l2"} and (table.regularizer == "l2").sum() == len(interrupted)

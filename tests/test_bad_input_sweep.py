@@ -33,8 +33,6 @@ search:
   lr: {dist: loguniform, low: 1.0e-3, high: 1.0e-2}
 sweep: {num_samples: 2, grace_period: 2, reduction_factor: 2, seed: 0}
 """
-LEGACY = Path(__file__).parent / "fixtures" / "legacy_pos_experiment" / "legacy"
-LEGACY_AT = Path("/tmp/legacyfx/results-orig/legacy")  # where the fixture was recorded
 
 
 def snapshot(d: Path) -> dict[str, str]:
@@ -161,47 +159,42 @@ def test_damaged_experiment_json(tmp_path, capsys, no_cluster, text, message, co
     assert snapshot(tmp_path) == before
 
 
-def test_moved_legacy_experiment_is_not_resumed_from_the_recorded_path(tmp_path, capsys, no_cluster):
-    """The fixture's Ray Tune state names /tmp/legacyfx/...: a copy elsewhere must not write there
-    (nor recreate that path): one line saying where it was recorded and what to do."""
-    recorded_root = LEGACY_AT.parent.parent  # (absent, unless someone put the fixture back there)
+def test_moved_legacy_experiment_is_not_resumed_from_the_recorded_path(tmp_path, capsys, no_cluster,
+                                                                      legacy_experiment):
+    """The old experiment's Ray Tune state names where it was recorded: a copy elsewhere must not
+    write there: one line saying where it was recorded and what to do."""
+    recorded = legacy_experiment[0]
+    recorded_root = recorded.parent
     there = (recorded_root.exists(), snapshot(recorded_root))
     copy = tmp_path / "moved" / "legacy"
-    shutil.copytree(LEGACY, copy)
+    shutil.copytree(recorded, copy)
     before = snapshot(copy)
     rc = main(["--resume", "--name", "legacy", "--results-dir", str(copy.parent), "--nltk-data", str(tmp_path)])
     line = one_error_line(capsys.readouterr().err)
     assert rc == 2 and line == (
-        f"error: experiment 'legacy' was recorded at {LEGACY_AT}, and Ray Tune's saved state "
+        f"error: experiment 'legacy' was recorded at {recorded}, and Ray Tune's saved state "
         f"(ray/search/tuner.pkl) refers to that path: it cannot be continued from {copy}. Move it back to "
-        f"{LEGACY_AT} (or make {LEGACY_AT} a symlink to {copy}) and run the command again; the analysis "
+        f"{recorded} (or make {recorded} a symlink to {copy}) and run the command again; the analysis "
         "reads it where it is"), line
     assert snapshot(copy) == before and (recorded_root.exists(), snapshot(recorded_root)) == there
 
 
-def test_analysis_of_a_copied_legacy_experiment_reads_the_copys_database(tmp_path):
+def test_analysis_of_a_copied_legacy_experiment_reads_the_copys_database(tmp_path, legacy_experiment):
     """An old record names its optuna.db by the absolute path it was written at; a copy reads its
     own, even where the original still exists."""
     from analysis.loading import load_study, study_storage
+    recorded = legacy_experiment[0]
     copy = tmp_path / "copy" / "legacy"
-    shutil.copytree(LEGACY, copy)
+    shutil.copytree(recorded, copy)
     original = tmp_path / "original.db"  # stands in for the original's database, with another study
     optuna.create_study(study_name="legacy", storage=f"sqlite:///{original}")
-    recorded = json.loads((copy / "experiment.json").read_text())["optuna_storage"]
-    assert recorded == f"sqlite:///{LEGACY_AT}/optuna.db"
+    stored = json.loads((copy / "experiment.json").read_text())["optuna_storage"]
+    assert stored == f"sqlite:///{recorded}/optuna.db"
     assert study_storage(copy) == f"sqlite:///{copy}/optuna.db"
-    assert len(load_study(copy).trials) == 3  # the fixture's three (the stand-in has none)
+    assert len(load_study(copy).trials) == 3  # the old experiment's three (the stand-in has none)
 
 
 # --- a real experiment on the module's Ray cluster ----------------------------------------------
-@pytest.fixture(scope="module")
-def cluster():
-    os.environ["REGSTUDY_OFFLINE"] = "1"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.fixture(scope="module")
 def pos(tmp_path_factory) -> tuple[Path, Path]:
     """(space file, NLTK data directory) of a sweep that takes seconds."""

@@ -17,21 +17,14 @@ from study.regularizers.augment import augment_batch
 from study.tinyimagenet import load_splits
 from study.training import run_trial
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest: tiny models, one thread)
+
 UNKNOWN_LASSO = ("regularizer: unknown technique 'lasso'; allowed: "
                  + ", ".join(regularizers.names() + sorted(regularizers.ALIASES)))
 
 
 def build_image_model(cfg, num_classes):
     return MODELS[cfg.model].build(cfg, num_classes, for_config(cfg).model_hooks)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models on a shared machine: a second thread per process costs more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- config -------------------------------------------------------------------------------------

@@ -22,25 +22,10 @@ from study.corpora import PAD, UNK, load_corpus, read_tagged
 from study.errors import CorpusError
 from study.training import IGNORE, _sums, build_task, run_trial
 
+pytestmark = pytest.mark.usefixtures("isolated_nltk")  # (conftest: no real NLTK data, one thread)
+
 CPU = torch.device("cpu")
 UNIVERSAL = set(posgen.PTB_TO_UNIVERSAL.values())
-
-
-@pytest.fixture(autouse=True)
-def isolated_nltk(monkeypatch):
-    """No real NLTK data (from ~/nltk_data, $NLTK_DATA) and no downloads unless a test asks."""
-    monkeypatch.setattr(nltk.data, "path", [])
-    monkeypatch.setenv("REGSTUDY_OFFLINE", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models; the machine is shared
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tb_dir(tmp_path_factory):
-    return posgen.make_nltk_data(tmp_path_factory.mktemp("nd") / "nltk_data", "treebank", n=60,
-                                 lengths={3: 40})
 
 
 def cfg_for(d, **kw):

@@ -33,6 +33,8 @@ from study.tinyimagenet import load_splits
 from study.tasks import IGNORE, Task
 from study.training import _sums, build_optimizer, build_task, evaluate, run_trial, seed_everything
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest: tiny models, one thread)
+
 CPU = torch.device("cpu")
 IMAGE = regularizers.names("image")
 TRANSFORMS = [t.name for t in regularizers.catalog() if "image" in t.tasks and t.batch_transform]
@@ -60,15 +62,6 @@ def build(cfg, data):
 
 def build_model(cfg, n=5):
     return MODELS[cfg.model].build(cfg, n, for_config(cfg).model_hooks)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared machine: a second thread per process costs ten times more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -26,24 +26,9 @@ from study.regularizers.word_dropout import word_dropout
 from study.taggers import MODELS
 from study.training import IGNORE, _sums, build_task, run_trial
 
+pytestmark = pytest.mark.usefixtures("isolated_nltk")  # (conftest: no real NLTK data, one thread)
+
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def isolated_nltk(monkeypatch):
-    """No real NLTK data and no downloads; one thread (tiny models, a shared machine)."""
-    monkeypatch.setattr(nltk.data, "path", [])
-    monkeypatch.setenv("REGSTUDY_OFFLINE", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tb_dir(tmp_path_factory):
-    return posgen.make_nltk_data(tmp_path_factory.mktemp("nd") / "nltk_data", "treebank", n=60,
-                                 lengths={3: 40})
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-import ray
 
 import pgserver
 from study import optuna_storage, sweep
@@ -24,14 +23,6 @@ from study.run import main
 
 PASSWORD = "s3cr3t:p@ss/w0rd"  # needs percent-encoding in a URL: ':', '@' and '/' in it
 SECRET = "s3cr3t"  # in the raw and in the percent-encoded form
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    os.environ["REGSTUDY_OFFLINE"] = "1"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
