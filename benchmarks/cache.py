@@ -2,7 +2,7 @@
 
     python -m benchmarks.cache [--data ../shared/data/tiny-imagenet-25.zip] [--classes 25] [--repeats 3]
 
-Both are ``study.tinyimagenet.load_splits`` (the whole path a trial's driver takes: source,
+Both are ``study.datasets.load_splits`` (the whole path a trial's driver takes: source,
 cache, stratified split, arrays in memory) into a fresh temporary cache directory, removed at the
 end. The cached load is the median of ``--repeats`` runs; the cache files were just written, so
 they are read from the page cache (a cold read adds the disk's time for ~12 KiB per image).
@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from study.config import make_config
-from study.tinyimagenet import load_official, load_splits
+from study.datasets import load_arrays as load_official, load_splits
 
 from .common import DEFAULT_DATA, fmt, machine
 

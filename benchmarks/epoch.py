@@ -5,7 +5,7 @@
         [--no-augment] [--compile] [--only both|reference|project] [--set key=value ...]
 
 Both paths train the same model (same config, optimizer, batch size, device settings) on the
-same training images (the stratified train split ``study.tinyimagenet.load_splits`` makes), with
+same training images (the stratified train split ``study.datasets.load_splits`` makes), with
 the same augmentations on (the ``augment`` regularizer's settings):
 
 (a) reference, the way per-image code does it: a ``Dataset`` that reads each JPEG from the zip
@@ -41,8 +41,9 @@ from study import training
 from study.config import TrialConfig, make_config, parse_set
 from study.models import MODELS
 from study.regularization import for_config
-from study.tasks.image import MEAN, STD
-from study.tinyimagenet import _Source, load_splits, resolve_source, select_classes, stratified_split
+from study.datasets import load_splits, resolve_source
+from study.datasets.splits import stratified_split
+from study.datasets.tinyimagenet import _Source, select_classes
 
 from .common import DEFAULT_DATA, fmt, machine, sync
 
@@ -99,7 +100,8 @@ def reference_transform(cfg: TrialConfig, augment: bool):
             steps.append(T.ColorJitter(contrast=(s["contrast_lo"], s["contrast_hi"])))
         if (s["saturation_lo"], s["saturation_hi"]) != (1.0, 1.0):
             steps.append(T.ColorJitter(saturation=(s["saturation_lo"], s["saturation_hi"])))
-    steps.append(T.Normalize(MEAN, STD))
+    data = load_splits(cfg)  # (cached) the project's normalisation: the training split's statistics
+    steps.append(T.Normalize(data.mean, data.std))
     return T.Compose(steps)
 
 
@@ -109,7 +111,7 @@ def reference_dataset(cfg: TrialConfig, transform) -> tuple[Dataset, int]:
     wnids = [w.strip() for w in src.read("wnids.txt").decode().split() if w.strip()]
     classes = select_classes(wnids, cfg.classes, cfg.class_list)
     rels, labels = [], []
-    for i, c in enumerate(classes):  # the listing order of study.tinyimagenet._index_official
+    for i, c in enumerate(classes):  # the listing order of study.datasets.tinyimagenet._index_official
         files = [f for f in src.listdir(f"train/{c}/images") if f.lower().endswith((".jpeg", ".jpg"))]
         rels += [f"train/{c}/images/{f}" for f in files]
         labels += [i] * len(files)

@@ -29,7 +29,7 @@ import torch
 
 from study.config import make_config, parse_set
 from study.spaces import load_space
-from study.tinyimagenet import load_splits
+from study.datasets import load_splits
 from study.training import run_trial
 
 from .common import DEFAULT_DATA, fmt, machine

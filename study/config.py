@@ -13,7 +13,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import regularizers, tasks
+from . import datasets, regularizers, tasks
 from .regularizers import CatalogError
 
 OPTIMIZERS = ("adam", "sgd")
@@ -46,17 +46,18 @@ class TrialConfig:
     epochs: int = 10
     seed: int = 0
     # image data
-    data: str | None = None  # directory or zip; None = download into cache_dir
-    classes: int = 25
+    dataset: str = "tinyimagenet"  # a name in the dataset table (study.datasets)
+    data: str | None = None  # the dataset's directory, archive or file; None = download into cache_dir
+    classes: int | None = 25  # the first N classes; None = all (the default of every dataset but Tiny ImageNet)
     class_list: tuple[str, ...] | None = None
     val_fraction: float = 0.1
-    test_fraction: float = 0.1  # pos only: share of sentences held out as the test split
+    test_fraction: float = 0.1  # share held out as the test split where the data gives none (pos, ImageFolder)
     split_seed: int = 0  # fixed across seeds so that every seed sees the same split
     train_eval_size: int = 0  # clean-train sample size; 0 = same as the validation set
     cache_dir: str | None = None  # None = $REGSTUDY_CACHE or ~/.cache/regstudy
-    download_url: str = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-    download_md5: str = "90528d7ca1a48142e341f4ef8d21d0de"
-    image_size: int = 64  # 224 resizes on the device, as the study did for EfficientNet-B0
+    download_url: str | None = None  # None = the dataset's official URL
+    download_md5: str | None = None  # None = the dataset's official archive's MD5
+    image_size: int = 64  # the model's input side; 224 resizes on the device, as the study did for EfficientNet-B0
     pretrained: str | None = None  # path to a state_dict, or "torchvision" for the local torch hub cache
     # sequence data
     corpus: str = "treebank"
@@ -80,6 +81,11 @@ class TrialConfig:
     @property
     def combination(self) -> regularizers.Combination:
         return regularizers.parse(self.regularizer)
+
+    @property
+    def dataset_name(self) -> str:
+        """What the trial table's ``dataset`` column says: the image dataset, or the corpus."""
+        return getattr(self, tasks.get(self.task).dataset_key)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat plain dict (strengths as top-level keys): ``make_config(cfg.to_dict()) == cfg``."""
@@ -142,6 +148,8 @@ def _coerce(key: str, value: Any) -> Any:
         if "None" in str(kind):
             return None
         raise ConfigError(f"{key}: a value is required")
+    if key == "classes" and str(value).strip().lower() in ("all", "none"):
+        return None
     if key == "class_list":
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
@@ -203,16 +211,21 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     for key, allowed in CHOICES.items():
         _check_choice(key, getattr(cfg, key), allowed)
     for key, setting in RANGES.items():
-        setting.check(getattr(cfg, key))
+        if getattr(cfg, key) is not None or key != "classes":  # classes: None = all of them
+            setting.check(getattr(cfg, key))
     _check_model_input(cfg, tasks.get(cfg.task).models[cfg.model])
     if cfg.task == "image":
+        _check_choice("dataset", cfg.dataset, tuple(datasets.names()))
         _check_class_list(cfg.class_list)
+    elif cfg.dataset != TrialConfig.dataset:
+        raise ConfigError(f"dataset: applies to the image task; for task {cfg.task!r} choose the corpus "
+                          f"(corpus: {', '.join(CORPORA)})")
     if cfg.task == "pos" and cfg.val_fraction + cfg.test_fraction >= 1.0:
         raise ConfigError(f"val_fraction + test_fraction: {cfg.val_fraction + cfg.test_fraction} "
                           "leaves no training sentences; allowed: < 1")
     for key in ("download_url", "nltk_url"):
         _check_url(key, getattr(cfg, key))
-    if not re.fullmatch(r"[0-9a-fA-F]{32}", cfg.download_md5):
+    if cfg.download_md5 is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", cfg.download_md5):
         raise ConfigError(f"download_md5: {cfg.download_md5!r} is not an MD5 checksum; allowed: 32 hexadecimal digits")
     return cfg
 
@@ -307,6 +320,10 @@ def make_config(values: dict[str, Any] | None = None, **overrides: Any) -> Trial
     _check_choice("task", task, tuple(tasks.names()))
     for key, default in tasks.get(task).defaults.items():
         kwargs.setdefault(key, default)
+    if task == "image":
+        _check_choice("dataset", kwargs.get("dataset", TrialConfig.dataset), tuple(datasets.names()))
+        for key, default in datasets.get(kwargs.get("dataset", TrialConfig.dataset)).defaults.items():
+            kwargs.setdefault(key, default)
     try:
         combo = regularizers.parse(kwargs.get("regularizer", TrialConfig.regularizer))
         model = kwargs.get("model", TrialConfig.model)

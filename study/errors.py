@@ -4,7 +4,7 @@ from __future__ import annotations
 from .config import ConfigError
 from .corpora import CorpusError
 from .download import DownloadError
-from .tinyimagenet import DataError
+from .datasets import DataError
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, DownloadError, CorpusError,

@@ -137,8 +137,9 @@ def config_paths(cfg: TrialConfig) -> None:
             except _Unusable as e:
                 raise ConfigError(f"data: {cfg.data}: {e}") from None
             if not found:  # (in the words of study.run and the loader)
-                raise ConfigError(f"data not found: {cfg.data} (give a Tiny ImageNet directory or zip)")
-        from .tinyimagenet import default_cache_dir
+                from .datasets import get
+                raise ConfigError(f"data not found: {cfg.data} (give {get(cfg.dataset).layout})")
+        from .datasets.cache import default_cache_dir
         check("cache_dir", str(default_cache_dir(cfg)), _dir_problem)
     if cfg.task == "pos" and cfg.nltk_data:
         check("nltk_data", cfg.nltk_data, lambda p: "is a file, not a directory"

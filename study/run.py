@@ -39,7 +39,10 @@ def parser() -> argparse.ArgumentParser:
                    help="print the regularizer catalog (name, tasks, settings=defaults) and exit")
     p.add_argument("--name", help="experiment name (default: the space name)")
     p.add_argument("--results-dir", type=Path, default=Path("results"))
-    p.add_argument("--data", help="Tiny ImageNet directory or zip")
+    p.add_argument("--dataset", help="image dataset: tinyimagenet, cifar10, cifar100, imagefolder "
+                   "(default: the space's); the same as --set dataset=NAME")
+    p.add_argument("--data", help="the dataset's directory, archive or file (default: the space's, else "
+                   "download the official archive into the cache)")
     p.add_argument("--nltk-data", help="NLTK data directory (pos spaces)")
     p.add_argument("--classes", type=int)
     p.add_argument("--max-epochs", type=int, help="epoch budget per trial (ASHA's max_t)")
@@ -109,6 +112,14 @@ def cfg_data_missing(fixed: dict) -> bool:
     return bool(fixed.get("data")) and not Path(str(fixed["data"])).expanduser().exists()
 
 
+def data_layout(cfg) -> str:
+    """What ``--data`` should point at for this config's dataset or corpus, in a few words."""
+    if cfg.task == "image":
+        from .datasets import get
+        return get(cfg.dataset).layout
+    return "a .conllu file or a Universal Dependencies directory" if cfg.corpus == "conllu" else "a directory"
+
+
 def _fail(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 2
@@ -116,7 +127,7 @@ def _fail(msg: str) -> int:
 
 def _overrides(args) -> dict:
     overrides = parse_set(args.set)
-    for key, value in (("data", args.data), ("nltk_data", args.nltk_data), ("classes", args.classes),
+    for key, value in (("dataset", args.dataset), ("data", args.data), ("nltk_data", args.nltk_data), ("classes", args.classes),
                        ("epochs", args.max_epochs)):
         if value is not None:
             overrides[key] = value
@@ -235,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         return _fail(str(e))
     if cfg_data_missing(space.fixed):
-        return _fail(f"data not found: {space.fixed['data']} (give a Tiny ImageNet directory or zip)")
+        return _fail(f"data not found: {space.fixed['data']} (give {data_layout(cfg)})")
     if args.optuna_storage and not continuing:  # (a continued experiment's: _check_study)
         try:
             optuna_storage.check(args.optuna_storage)

@@ -21,7 +21,7 @@ from .training import Diverged, run_trial
 COLUMNS = ("epoch", "train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss",
            "val_acc", "gap_loss", "gap_acc", "epoch_time_s", "samples_per_s")
 # Flags that map one-to-one onto config keys (None = not given, keep the config default).
-FLAGS = ("task", "data", "model", "regularizer", "epochs", "seed", "classes", "batch_size", "lr",
+FLAGS = ("task", "dataset", "data", "model", "regularizer", "epochs", "seed", "classes", "batch_size", "lr",
          "corpus", "nltk_data", "tagset", "device")
 
 
@@ -29,15 +29,20 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study.train_once", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", help="image (default) or pos")
-    p.add_argument("--data", help="Tiny ImageNet directory or zip (default: download into the cache)")
-    p.add_argument("--model", help="alexnet, efficientnet_b0 (image); rnn, lstm, gru (pos)")
+    p.add_argument("--dataset", help="image dataset: tinyimagenet (default), cifar10, cifar100, imagefolder "
+                   "(README: Datasets); the same as --set dataset=NAME")
+    p.add_argument("--data", help="the dataset's directory, archive or file (default: download the official "
+                   "archive into the cache); for --corpus conllu, a .conllu file or a UD treebank directory")
+    p.add_argument("--model", help="alexnet, efficientnet_b0, resnet18 or tv:NAME (any torchvision classifier) "
+                   "(image); rnn, lstm, gru (pos)")
     p.add_argument("--regularizer", help="a technique of the catalog (see --list-regularizers), an alias "
                    "(l2_dropout) or a combination such as l2+dropout")
     p.add_argument("--list-regularizers", action="store_true",
                    help="print the regularizer catalog (name, tasks, settings=defaults) and exit")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--classes", type=int, help="first N classes in sorted wnid order (default 25)")
+    p.add_argument("--classes", type=int, help="the first N classes (Tiny ImageNet: in sorted wnid order, default 25; "
+                   "CIFAR: by label index; ImageFolder: by folder name; default for those: all)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--corpus", help="treebank, conll2000, brown (pos)")

@@ -11,7 +11,13 @@ import pytest
 from datagen import make_bad_data, make_tiny_imagenet, wnid
 from study.config import make_config
 from study.download import DownloadError
-from study.tinyimagenet import DataError, load_official, load_splits, stratified_split
+from study.datasets import DataError, load_arrays, load_splits
+from study.datasets.splits import stratified_split
+
+
+def load_official(cfg):
+    arrays, listing, _ = load_arrays(cfg)
+    return arrays, listing.classes, listing.source
 
 
 def cfg_for(path, **kw):
@@ -92,7 +98,7 @@ def test_cache_hit_is_fast_and_identical(tmp_path, cache_dir, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr("study.tinyimagenet._decode", boom)
+    monkeypatch.setattr("study.datasets.tinyimagenet.decode", boom)
     t0 = time.perf_counter()
     again, _, _ = load_official(cfg)
     assert time.perf_counter() - t0 < 0.5

@@ -14,7 +14,7 @@ from study.config import ConfigError, make_config, parse_set
 from study.models import MODELS, AlexNetStyle, tf_lrn
 from study.regularization import for_config
 from study.regularizers.augment import augment_batch
-from study.tinyimagenet import load_splits
+from study.datasets import load_splits
 from study.training import run_trial
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest: tiny models, one thread)

@@ -28,8 +28,8 @@ from study.regularizers.cutout import cutout
 from study.regularizers.max_dropout import MaxDropout
 from study.regularizers.mixing import beta
 from study.regularizers.mixup import mixup
-from study.tasks.image import MEAN, STD, to_float
-from study.tinyimagenet import load_splits
+from study.tasks.image import to_float
+from study.datasets import load_splits
 from study.tasks import IGNORE, Task
 from study.training import _sums, build_optimizer, build_task, evaluate, run_trial, seed_everything
 
@@ -38,7 +38,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest: tiny models, on
 CPU = torch.device("cpu")
 IMAGE = regularizers.names("image")
 TRANSFORMS = [t.name for t in regularizers.catalog() if "image" in t.tasks and t.batch_transform]
-FILL = torch.tensor(MEAN).view(1, 3, 1, 1)  # what the image task hands Cutout as ctx["mean"]
+# What the image task hands Cutout as ctx["mean"]: a dataset's channel statistics (these: ImageNet's)
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+FILL = torch.tensor(MEAN).view(1, 3, 1, 1)
 
 
 def gen(seed=0):

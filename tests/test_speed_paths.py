@@ -16,7 +16,7 @@ from study.config import make_config
 from study.regularization import for_config
 from study.regularizers.augment import augment_batch
 from study.tasks.image import as_tensor, to_float
-from study.tinyimagenet import load_splits
+from study.datasets import load_splits
 from study.trainable import train
 
 try:

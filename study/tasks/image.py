@@ -1,10 +1,10 @@
 """The image-classification task: uint8 tensors on the device, batched augmentation, a CNN.
 
-The decoded dataset stays uint8 (N, 64, 64, 3) on the trial's device; each batch is gathered
+The decoded dataset stays uint8 (N, H, W, 3) on the trial's device; each batch is gathered
 by index, turned into float [0, 1] NCHW, passed through the regularizer's batch transforms
-(training only: augmentation, Cutout, mixup/CutMix), normalised with ImageNet's channel
-statistics (constants, so nothing leaks from val/test), and resized to ``image_size`` if that
-differs from 64.
+(training only: augmentation, Cutout, mixup/CutMix), normalised with the dataset's own channel
+statistics (computed from the training split only: see study.datasets), and resized to
+``image_size`` if that differs from the stored side.
 """
 from __future__ import annotations
 
@@ -16,17 +16,13 @@ import torch.nn.functional as F
 
 from typing import TYPE_CHECKING
 
+from ..datasets import ImageSplits, load_splits
 from ..models import MODELS
-from ..tinyimagenet import ImageSplits, load_splits
 from .spec import Task, TaskSpec, register
 
 if TYPE_CHECKING:
     from ..config import TrialConfig
     from ..regularization import Regularization
-
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-
 
 def as_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
     """Zero-copy on CPU where possible (arrays from the object store are read-only)."""
@@ -51,8 +47,8 @@ def build(cfg: TrialConfig, data: ImageSplits, device: torch.device, reg: Regula
     cuda = device.type == "cuda"
     fmt = torch.channels_last if (cuda and cfg.channels_last) else torch.contiguous_format
     model = MODELS[cfg.model].build(cfg, len(data.classes), reg.model_hooks).to(device, memory_format=fmt)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    mean = torch.tensor(data.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(data.std, device=device).view(1, 3, 1, 1)
     train_x, train_y = as_tensor(data.train_x, device), as_tensor(data.train_y, device)
     splits = {
         "val": (as_tensor(data.val_x, device), as_tensor(data.val_y, device)),

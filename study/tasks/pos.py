@@ -116,4 +116,4 @@ def build(cfg: TrialConfig, data: PosData, device: torch.device, reg: Regulariza
 # POS defaults: the vanilla RNN, and smaller batches/higher lr (treebank has ~3k training
 # sentences; 128-sentence batches give too few steps per epoch).
 register(TaskSpec(name="pos", models=MODELS, load=load_corpus, build=build, unit="tokens",
-                  defaults={"model": "rnn", "batch_size": 32, "lr": 3e-3}))
+                  defaults={"model": "rnn", "batch_size": 32, "lr": 3e-3}, dataset_key="corpus"))

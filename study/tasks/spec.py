@@ -45,7 +45,8 @@ class TaskSpec:
 
     ``load(cfg)`` reads the task's data once (the sweep's driver does it and hands the result to
     every trial); ``build(cfg, data, device, regularization)`` returns a :class:`Task`;
-    ``defaults``: settings whose default differs for this task; ``unit``: what samples_per_s counts.
+    ``defaults``: settings whose default differs for this task; ``unit``: what samples_per_s counts;
+    ``dataset_key``: the setting that names the task's data (the trial table's ``dataset`` column).
     """
     name: str
     models: Mapping[str, ModelSpec]
@@ -53,6 +54,7 @@ class TaskSpec:
     build: Callable[..., Task]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     unit: str = "samples"
+    dataset_key: str = "dataset"
 
 
 TASKS: dict[str, TaskSpec] = {}
