@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SPACE ?= l2_dropout
 ARGS ?=
 
-.PHONY: setup run test clean
+.PHONY: setup run test dashboard clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,10 @@ setup: $(BIN)/activate
 
 run: setup
 	$(BIN)/python -m study.run --space $(SPACE) $(ARGS)
+
+# optuna-dashboard on an experiment's Optuna study: make dashboard NAME=l2_dropout [PORT=8080]
+dashboard: setup
+	$(BIN)/python -m study.dashboard results/$(NAME) $(if $(PORT),--port $(PORT))
 
 test: setup
 	RAY_AUTH_MODE=disabled RAY_TMPDIR=/tmp/rayt $(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -8,6 +8,7 @@ Entry points::
 Library (used by the CLIs and the notebooks in ``analysis/notebooks``):
 
 * :mod:`analysis.loading`  -- read ``trials.parquet`` / ``experiment.json`` / ``optuna.db``
+* :mod:`analysis.groups`   -- the (task, dataset, model) groups techniques are compared within
 * :mod:`analysis.stats`    -- seeded bootstrap CIs, Welch / permutation tests, Holm correction
 * :mod:`analysis.gaps`     -- per-seed final/best-epoch metrics, gap summary, Table 1 analogue, budget
 * :mod:`analysis.plots`    -- seaborn figures (Agg backend), saved as PNG + SVG

@@ -8,6 +8,7 @@ from study.regularizers import label as technique_label
 from study.regularizers import seed_table1_all
 
 from .gaps import SOURCE_CONFIRM, SOURCE_NONE, SOURCE_SEARCH, fmt_ci, fmt_p
+from .groups import GROUP_KEYS, shows_paper, title
 
 
 def p_eq(p: float) -> str:
@@ -33,15 +34,16 @@ def _diff_phrase(r: pd.Series, m: str, unit: str) -> str:
 
 
 def conclusions(wide: pd.DataFrame, *, alpha: float = 0.05, test: str = "welch") -> list[str]:
-    """Bullet points per (task, model): which technique lowers val loss most, which narrows the
-    gap most, which differences vs ``none`` are significant at ``alpha``, and the caveats."""
+    """Bullet points per (task, dataset, model): which technique lowers val loss most, which
+    narrows the gap most, which differences vs ``none`` are significant at ``alpha``, the caveats,
+    and -- in the original report's setting only -- whether its finding holds here."""
     out: list[str] = []
     if wide is None or wide.empty:
         return ["No runs to summarise."]
     tname = "Welch t-test" if test == "welch" else "permutation test"
-    groups = list(wide.groupby(["task", "model"], sort=False))
-    for (task, model), g in groups:
-        pre = f"**{task} / {model}:** " if len(groups) > 1 else ""
+    groups = list(wide.groupby(GROUP_KEYS, sort=False))
+    for key, g in groups:
+        pre = f"**{title(key)}:** " if len(groups) > 1 else ""
         g = g.set_index("regularizer")
         has_none = "none" in g.index
         for m, what, unit, lower in (("final_val_loss", "the lowest validation loss", " nats", True),
@@ -88,7 +90,7 @@ def conclusions(wide: pd.DataFrame, *, alpha: float = 0.05, test: str = "welch")
         paper = seed_table1_all()
         shared = [r for r in g.index if r in paper]
         ran = g.loc[shared, "final_val_loss_mean"].dropna() if "final_val_loss_mean" in g.columns else []
-        if task == "image" and has_none and len(ran):
+        if shows_paper(key) and has_none and len(ran):
             paper_best = min(paper, key=lambda k: paper[k][1])
             # (among the original report's techniques that this sweep ran)
             ours = ran.idxmin()

@@ -1,7 +1,8 @@
 """Trial table -> per-seed final/best-epoch metrics -> gap summary with CIs and tests vs ``none``;
 the study's Table 1 analogue; the per-regularizer budget accounting.
 
-Which runs are summarised (:func:`select_rows`), per (task, model, regularizer):
+Which runs are summarised (:func:`select_rows`), per (task, dataset, model, regularizer) (the
+groups: :mod:`analysis.groups`):
 
 * the confirmation phase (``phase == "confirm"``, ``status == "completed"``): one run per seed;
 * otherwise the best search trial of that regularizer (n = 1: the CI and the test are NaN, and
@@ -13,7 +14,7 @@ import json
 import logging
 import math
 import warnings
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,10 +25,11 @@ from study.regularizers import canonical, order_key, seed_table1, upgrade
 from study.trial_table import best_per_regularizer
 
 from . import stats
+from .groups import GROUP_KEYS, in_group, rows_of, shows_paper, title
 
 log = logging.getLogger(__name__)
 
-GROUP = ["task", "model", "regularizer"]
+GROUP = [*GROUP_KEYS, "regularizer"]
 # Metrics compared with `none` in the report's conclusion, and the direction that is "better".
 LOWER_IS_BETTER = {"final_val_loss": True, "final_gap_loss": True, "final_gap_acc": True,
                    "final_test_loss": True, "final_test_acc": False, "final_val_acc": False,
@@ -52,7 +54,7 @@ def _order(df: pd.DataFrame) -> pd.DataFrame:
         return df
     rank = {r: i for i, r in enumerate(sorted(df["regularizer"].unique(), key=reg_sort_key))}
     key = df["regularizer"].map(rank)
-    return (df.assign(_k=key).sort_values(["task", "model", "_k"], kind="stable")
+    return (df.assign(_k=key).sort_values([*GROUP_KEYS, "_k"], kind="stable")
             .drop(columns="_k").reset_index(drop=True))
 
 
@@ -61,7 +63,7 @@ def _best_search_trials(search: pd.DataFrame) -> list[str]:
     """trial_ids of the best search trial per regularizer: ``study.trial_table.best_per_regularizer``,
     the one definition of "best" (the sweep's confirmation phase picks with it too)."""
     ids = []
-    for _, g in search.groupby(["task", "model"], sort=False):
+    for _, g in search.groupby(GROUP_KEYS, sort=False):
         best = best_per_regularizer(g)
         if not best.empty:
             ids += [str(t) for t in best["trial_id"]]
@@ -70,45 +72,42 @@ def _best_search_trials(search: pd.DataFrame) -> list[str]:
 
 def select_rows(df: pd.DataFrame, *, warn: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows, sources): the epoch rows of the runs to summarise, and one row per
-    (task, model, regularizer) with ``source`` ("confirm" | "search-best" | "no result": no trial
-    that can be a result, see ``study.metrics.NOT_RESULTS``), ``n_seeds``, ``note``."""
+    (task, dataset, model, regularizer) with ``source`` ("confirm" | "search-best" | "no result":
+    no trial that can be a result, see ``study.metrics.NOT_RESULTS``), ``n_seeds``, ``note``."""
     confirm = df[(df["phase"] == "confirm") & (df["status"] == "completed")]
     search = df[df["phase"] == "search"]
     parts, info = [], []
     groups = sorted({tuple(k) for k in df[GROUP].drop_duplicates().itertuples(index=False)},
-                    key=lambda k: (k[0], k[1], reg_sort_key(k[2])))
+                    key=lambda k: (*k[:-1], reg_sort_key(k[-1])))
     need_search = []
     for key in groups:
-        task, model, reg = key
-        c = confirm[(confirm["task"] == task) & (confirm["model"] == model) & (confirm["regularizer"] == reg)]
+        c = rows_of(confirm, key, GROUP)
         if not c.empty:
             parts.append(c)
-            info.append({"task": task, "model": model, "regularizer": reg, "source": SOURCE_CONFIRM,
-                         "n_seeds": c["trial_id"].nunique(), "note": ""})
+            info.append({**dict(zip(GROUP, key)), "source": SOURCE_CONFIRM, "n_seeds": c["trial_id"].nunique(),
+                         "note": ""})
         else:
             need_search.append(key)
     if need_search:
         mask = np.zeros(len(search), bool)
-        for task, model, reg in need_search:
-            mask |= ((search["task"] == task) & (search["model"] == model) & (search["regularizer"] == reg)).to_numpy()
+        for key in need_search:
+            mask |= in_group(search, key, GROUP)
         sub = search[mask]
         best = set(_best_search_trials(sub)) if not sub.empty else set()
         chosen = sub[sub["trial_id"].isin(best)]
         parts.append(chosen)
         fallback, nothing = [], []
-        for task, model, reg in need_search:
-            got = chosen[(chosen["task"] == task) & (chosen["model"] == model) & (chosen["regularizer"] == reg)]
-            n = got["trial_id"].nunique()
+        for key in need_search:
+            reg = key[-1]
+            n = rows_of(chosen, key, GROUP)["trial_id"].nunique()
             if n:
                 fallback.append(reg)
-                info.append({"task": task, "model": model, "regularizer": reg, "source": SOURCE_SEARCH,
-                             "n_seeds": n, "note": NOTE_SEARCH})
+                info.append({**dict(zip(GROUP, key)), "source": SOURCE_SEARCH, "n_seeds": n, "note": NOTE_SEARCH})
                 continue
-            mine = df[(df["task"] == task) & (df["model"] == model) & (df["regularizer"] == reg)]
+            mine = rows_of(df, key, GROUP)
             note = f"no finished trial ({_status_list(mine)}): no result"
             nothing.append(f"{reg} ({_status_list(mine)})")
-            info.append({"task": task, "model": model, "regularizer": reg, "source": SOURCE_NONE,
-                         "n_seeds": 0, "note": note})
+            info.append({**dict(zip(GROUP, key)), "source": SOURCE_NONE, "n_seeds": 0, "note": note})
         if warn and fallback:
             warnings.warn(f"no completed confirm-phase runs for: {', '.join(fallback)}; summarising the best "
                           f"search trial of each (n=1, CI and p-value are NaN)", AnalysisWarning, stacklevel=2)
@@ -116,7 +115,7 @@ def select_rows(df: pd.DataFrame, *, warn: bool = True) -> tuple[pd.DataFrame, p
             warnings.warn(f"no finished trial, so no result, for: {'; '.join(nothing)}", AnalysisWarning,
                           stacklevel=2)
     rows = pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
-    return rows, _order(pd.DataFrame(info, columns=["task", "model", "regularizer", "source", "n_seeds", "note"]))
+    return rows, _order(pd.DataFrame(info, columns=[*GROUP, "source", "n_seeds", "note"]))
 
 
 def _status_list(trials: pd.DataFrame) -> str:
@@ -132,9 +131,8 @@ def _no_result_rows(sources: pd.DataFrame | None) -> list[dict[str, Any]]:
     if sources is None or sources.empty:
         return []
     none = sources[sources["source"] == SOURCE_NONE]
-    return [{"task": r.task, "model": r.model, "regularizer": r.regularizer,
-             "technique": technique_label(r.regularizer), "n_seeds": 0, "source": SOURCE_NONE,
-             "note": r.note} for r in none.itertuples(index=False)]
+    return [{**{k: r[k] for k in GROUP}, "technique": technique_label(r["regularizer"]), "n_seeds": 0,
+             "source": SOURCE_NONE, "note": r["note"]} for _, r in none.iterrows()]
 
 
 # ------------------------------------------------------------------------------ per-seed values
@@ -145,7 +143,7 @@ def per_seed_metrics(rows: pd.DataFrame) -> pd.DataFrame:
     for tid, g in rows.sort_values("epoch").groupby("trial_id", sort=False):
         g = g.reset_index(drop=True)
         last = g.iloc[-1]
-        rec: dict[str, Any] = {c: last[c] for c in ("task", "model", "regularizer", "phase", "status", "seed")}
+        rec: dict[str, Any] = {c: last[c] for c in (*GROUP, "phase", "status", "seed")}
         rec.update(trial_id=tid, max_epochs=int(last["max_epochs"]), last_epoch=int(last["epoch"]))
         for m in EPOCH_METRICS:
             rec[f"final_{m}"] = float(last[m])
@@ -180,28 +178,28 @@ def metric_columns(ps: pd.DataFrame) -> list[str]:
 def gap_summary_long(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, test: str = "welch",
                      baseline: str = "none", n_boot: int = stats.N_BOOT, alpha: float = stats.ALPHA,
                      seed: int = 0) -> pd.DataFrame:
-    """Tidy summary: one row per (task, model, regularizer, metric) with mean, bootstrap CI,
-    SD, n, and the difference to ``baseline`` (bootstrap CI, p-value, Holm-adjusted p-value
-    across the regularizers of that task/model/metric). ``test``: "welch" or "permutation"."""
+    """Tidy summary: one row per (task, dataset, model, regularizer, metric) with mean, bootstrap
+    CI, SD, n, and the difference to ``baseline`` (bootstrap CI, p-value, Holm-adjusted p-value
+    across the regularizers of that group and metric). ``test``: "welch" or "permutation"."""
     if test not in ("welch", "permutation"):
         raise ValueError(f"test must be 'welch' or 'permutation', not {test!r}")
     if ps.empty:
         return pd.DataFrame()
     pfun = stats.welch_pvalue if test == "welch" else (lambda a, b: stats.permutation_pvalue(a, b, seed=seed))
     recs = []
-    for (task, model), g in ps.groupby(["task", "model"], sort=False):
+    for key, g in ps.groupby(GROUP_KEYS, sort=False):
         base = g[g["regularizer"] == baseline]
         for reg, r in g.groupby("regularizer", sort=False):
             src = {}
             if sources is not None and not sources.empty:
-                s = sources[(sources["task"] == task) & (sources["model"] == model) & (sources["regularizer"] == reg)]
+                s = rows_of(sources, (*key, reg), GROUP)
                 if not s.empty:
                     src = {"source": s["source"].iloc[0], "note": s["note"].iloc[0]}
             for m in metric_columns(ps):
                 x = r[m].to_numpy(float)
                 mean, lo, hi = stats.bootstrap_ci(x, n_boot=n_boot, alpha=alpha, seed=seed)
                 fin = x[np.isfinite(x)]
-                rec = {"task": task, "model": model, "regularizer": reg, "metric": m, "n": int(fin.size),
+                rec = {**dict(zip(GROUP, (*key, reg))), "metric": m, "n": int(fin.size),
                        "mean": mean, "ci_lo": lo, "ci_hi": hi,
                        "sd": float(np.std(fin, ddof=1)) if fin.size > 1 else math.nan,
                        "source": src.get("source", ""), "note": src.get("note", "")}
@@ -217,25 +215,24 @@ def gap_summary_long(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, t
     if long.empty:
         return long
     long["p_holm"] = np.nan
-    for _, idx in long.groupby(["task", "model", "metric"], sort=False).groups.items():
+    for _, idx in long.groupby([*GROUP_KEYS, "metric"], sort=False).groups.items():
         long.loc[idx, "p_holm"] = stats.holm(long.loc[idx, "p_value"].to_numpy())
     return long
 
 
 def gap_summary(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, long: pd.DataFrame | None = None,
                 **kw) -> pd.DataFrame:
-    """Wide summary (``gaps.csv``): one row per (task, model, regularizer) with ``n_seeds``,
+    """Wide summary (``gaps.csv``): one row per (task, dataset, model, regularizer) with ``n_seeds``,
     ``source``, ``note`` and, per metric M, ``M_mean, M_ci_lo, M_ci_hi, M_sd, M_diff_none,
     M_diff_ci_lo, M_diff_ci_hi, M_p, M_p_holm``."""
     if long is None:
         long = gap_summary_long(ps, sources, **kw)
-    keys = ["task", "model", "regularizer"]
     rows = _no_result_rows(sources)
     if long.empty:
         return _order(pd.DataFrame(rows))
-    for key, g in long.groupby(keys, sort=False):
-        rec = dict(zip(keys, key))
-        rec["technique"] = technique_label(key[2])
+    for key, g in long.groupby(GROUP, sort=False):
+        rec = dict(zip(GROUP, key))
+        rec["technique"] = technique_label(key[-1])
         rec["n_seeds"] = int(g["n"].max())
         rec["source"] = g["source"].iloc[0]
         rec["note"] = g["note"].iloc[0]
@@ -259,9 +256,10 @@ def table1(rows: pd.DataFrame, sources: pd.DataFrame | None = None, *, epoch: in
            n_boot: int = stats.N_BOOT, seed: int = 0) -> pd.DataFrame:
     """The study's Table 1 (training and validation loss at epoch 25 per technique), at epoch
     ``min(epoch, max_epochs)`` of each run, mean and bootstrap CI over seeds; also the clean
-    training loss, the loss gap, and the paper's numbers for comparison."""
+    training loss, the loss gap, and -- for the original report's setting only (see
+    ``analysis.groups.shows_paper``; NaN elsewhere) -- its numbers for comparison."""
     recs = []
-    for (task, model, reg), g in rows.groupby(GROUP, sort=False):
+    for key, g in rows.groupby(GROUP, sort=False):
         vals: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_clean_loss", "val_loss", "gap_loss")}
         epochs = set()
         for _, t in g.groupby("trial_id", sort=False):
@@ -270,25 +268,30 @@ def table1(rows: pd.DataFrame, sources: pd.DataFrame | None = None, *, epoch: in
             at = t[t["epoch"] == e]
             for k in vals:
                 vals[k].append(float(at[k].iloc[0]) if not at.empty else math.nan)
-        rec: dict[str, Any] = {"task": task, "model": model, "regularizer": reg,
-                               "technique": technique_label(reg),
+        reg = key[-1]
+        rec: dict[str, Any] = {**dict(zip(GROUP, key)), "technique": technique_label(reg),
                                "epoch": min(epochs) if len(epochs) == 1 else ",".join(map(str, sorted(epochs))),
                                "n_seeds": int(np.isfinite(vals["val_loss"]).sum())}
         for k, v in vals.items():
             rec[f"{k}_mean"], rec[f"{k}_ci_lo"], rec[f"{k}_ci_hi"] = stats.bootstrap_ci(v, n_boot=n_boot, seed=seed)
-        pt, pv = seed_table1(reg) or (math.nan, math.nan)
-        rec["paper_train_loss"], rec["paper_val_loss"] = pt, pv
+        rec["paper_train_loss"], rec["paper_val_loss"] = _paper(key)
         if sources is not None and not sources.empty:
-            s = sources[(sources["task"] == task) & (sources["model"] == model) & (sources["regularizer"] == reg)]
+            s = rows_of(sources, key, GROUP)
             rec["source"] = s["source"].iloc[0] if not s.empty else ""
         recs.append(rec)
     for r in _no_result_rows(sources):
-        pt, pv = seed_table1(r["regularizer"]) or (math.nan, math.nan)
-        recs.append({**{k: r[k] for k in ("task", "model", "regularizer", "technique", "n_seeds", "source")},
+        pt, pv = _paper(tuple(r[k] for k in GROUP))
+        recs.append({**{k: r[k] for k in (*GROUP, "technique", "n_seeds", "source")},
                      "epoch": "", "paper_train_loss": pt, "paper_val_loss": pv,
                      **{f"{k}_{s}": math.nan for k in ("train_loss", "train_clean_loss", "val_loss", "gap_loss")
                         for s in ("mean", "ci_lo", "ci_hi")}})
     return _order(pd.DataFrame(recs))
+
+
+def _paper(key: tuple) -> tuple[float, float]:
+    """The original report's (train, val) loss for a (task, dataset, model, regularizer): only
+    in its own setting, and only for the techniques it had; NaN otherwise."""
+    return (seed_table1(key[-1]) if shows_paper(key) else None) or (math.nan, math.nan)
 
 
 def fmt_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
@@ -317,9 +320,10 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 def table1_frame(t1: pd.DataFrame, *, digits: int = 3, paper: bool | None = None) -> pd.DataFrame:
-    """Table 1 formatted for display (one block per task/model; call per block)."""
+    """Table 1 formatted for display (one block per group; call per block). The original
+    report's column only for its own setting (``paper`` None: decided from the block)."""
     if paper is None:
-        paper = bool((t1["task"] == "image").all())
+        paper = bool(len(t1)) and all(shows_paper(k) for k in t1[GROUP_KEYS].itertuples(index=False))
     out = pd.DataFrame({
         "Regularization": t1["technique"],
         "Training loss (as trained)": [fmt_ci(*r, digits) for r in t1[["train_loss_mean", "train_loss_ci_lo", "train_loss_ci_hi"]].to_numpy()],
@@ -335,21 +339,22 @@ def table1_frame(t1: pd.DataFrame, *, digits: int = 3, paper: bool | None = None
 
 
 def table1_heading(t1_block: pd.DataFrame, epoch: int = 25) -> str:
-    """"loss at epoch 8 (= min(25, max_epochs); the study used epoch 25)" for one task/model block
-    (``epoch``: the epoch asked for)."""
+    """"loss at epoch 8 (= min(25, max_epochs); the study used epoch 25)" for one group's block
+    (``epoch``: the epoch asked for; the study is named only in its own setting)."""
     eps = sorted({str(e) for e in t1_block["epoch"] if str(e) not in ("", "nan")})
-    return (f"loss at epoch {', '.join(eps) or '–'} (= min({epoch}, max_epochs); "
-            "the study used epoch 25)")
+    paper = bool(len(t1_block)) and shows_paper(tuple(t1_block[GROUP_KEYS].iloc[0]))
+    return (f"loss at epoch {', '.join(eps) or '–'} (= min({epoch}, max_epochs)"
+            + ("; the study used epoch 25)" if paper else ")"))
 
 
 def table1_markdown(t1: pd.DataFrame, *, digits: int = 3, heading_level: int = 3, epoch: int = 25) -> str:
-    """Markdown of Table 1, one block per (task, model), the reported epoch in each header."""
+    """Markdown of Table 1, one block per (task, dataset, model), the reported epoch in each header."""
     if t1.empty:
         return "(Table 1: no trials)\n"
     blocks = []
-    for (task, model), g in t1.groupby(["task", "model"], sort=False):
+    for key, g in t1.groupby(GROUP_KEYS, sort=False):
         blocks.append(
-            f"{'#' * heading_level} Table 1 analogue — {task} / {model}: {table1_heading(g, epoch)}\n\n"
+            f"{'#' * heading_level} Table 1 analogue — {title(key)}: {table1_heading(g, epoch)}\n\n"
             + markdown_table(table1_frame(g, digits=digits))
             + "\n\nCross-entropy in nats; mean [95% bootstrap CI] over seeds. \"As trained\" = the "
             "training-batch loss with dropout/augmentation active (data term only, the L2 penalty is "
@@ -359,7 +364,7 @@ def table1_markdown(t1: pd.DataFrame, *, digits: int = 3, heading_level: int = 3
 
 # ------------------------------------------------------------------------------------- budget
 def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Per (task, model, regularizer): search trials by status, epochs and training seconds spent,
+    """Per (task, dataset, model, regularizer): search trials by status, epochs and training seconds spent,
     the planned budget from experiment.json (``budget_per_regularizer``), and confirm-phase runs."""
     experiment = experiment or {}
     planned = experiment.get("budget_per_regularizer") or {}
@@ -367,14 +372,14 @@ def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> 
         task = str((experiment.get("fixed") or {}).get("task", "image"))
         planned = {canonical(upgrade(task, str(k))): v for k, v in planned.items()}
     trials = (df.sort_values("epoch").groupby("trial_id", sort=False)
-              .agg(task=("task", "last"), model=("model", "last"), regularizer=("regularizer", "last"),
-                   phase=("phase", "last"), status=("status", "last"), epochs=("epoch", "max"),
-                   seed=("seed", "last"), time_s=("epoch_time_s", "sum")).reset_index())
+              .agg(**{k: (k, "last") for k in GROUP}, phase=("phase", "last"), status=("status", "last"),
+                   epochs=("epoch", "max"), seed=("seed", "last"), time_s=("epoch_time_s", "sum")).reset_index())
     recs = []
-    for (task, model, reg), g in trials.groupby(GROUP, sort=False):
+    for key, g in trials.groupby(GROUP, sort=False):
+        reg = key[-1]
         s = g[g["phase"] == "search"]
         c = g[g["phase"] == "confirm"]
-        rec = {"task": task, "model": model, "regularizer": reg, "search_trials": len(s)}
+        rec = {**dict(zip(GROUP, key)), "search_trials": len(s)}
         for st in STATUSES + tuple(sorted(set(s["status"]) - set(STATUSES))):  # (unknown ones too)
             rec[st] = int((s["status"] == st).sum())
         p = planned.get(reg) if isinstance(planned, dict) else planned
@@ -385,17 +390,27 @@ def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> 
         recs.append(rec)
     for reg, p in (planned.items() if isinstance(planned, dict) else []):  # planned but never ran
         if reg not in {r["regularizer"] for r in recs}:
-            recs.append({"task": "", "model": "", "regularizer": reg, "search_trials": 0, "planned": p})
+            recs.append({**{k: "" for k in GROUP_KEYS}, "regularizer": reg, "search_trials": 0, "planned": p})
     out = _order(pd.DataFrame(recs))
-    counts = [c for c in out.columns if c not in ("task", "model", "regularizer", "planned", "confirm_seeds")]
+    counts = [c for c in out.columns if c not in (*GROUP, "planned", "confirm_seeds")]
     return out.fillna({**{c: 0 for c in counts}, "search_time_s": 0.0, "confirm_seeds": ""})
 
 
 def budget_statement(bt: pd.DataFrame) -> str:
     """"Each regularizer type got the same budget (N search trials, ...)" or the per-type counts;
-    mismatches with the planned budget from experiment.json are called out."""
+    mismatches with the planned budget from experiment.json are called out. One statement per
+    task/dataset/model group where the table has several (the planned budget, one per experiment,
+    is then compared with each group's trials)."""
     if bt.empty:
         return "No trials."
+    ran = bt[(bt[GROUP_KEYS] != "").any(axis=1)]  # (not the rows of types planned that never ran)
+    groups = list(ran.groupby(GROUP_KEYS, sort=False))
+    if len(groups) > 1:
+        return " ".join(f"{title(key)}: {_budget_statement(g)}" for key, g in groups)
+    return _budget_statement(bt)
+
+
+def _budget_statement(bt: pd.DataFrame) -> str:
     counts = {r: int(n) for r, n in bt.groupby("regularizer", sort=False)["search_trials"].sum().items()}
     epochs = {r: int(n) for r, n in bt.groupby("regularizer", sort=False)["search_epochs"].sum().items()}
     vals = set(counts.values())
@@ -437,8 +452,3 @@ def searched_of(df: pd.DataFrame) -> dict[str, list[str]]:
                 pass
         out[reg] = names
     return out
-
-
-def iter_groups(df: pd.DataFrame) -> Iterable[tuple[str, str, pd.DataFrame]]:
-    for (task, model), g in df.groupby(["task", "model"], sort=True):
-        yield task, model, g

@@ -13,11 +13,12 @@ import pandas as pd
 
 from study.metrics import all_metrics
 from study.regularizers import canonical, upgrade
+from study.trial_table import fill_dataset
 
 log = logging.getLogger(__name__)
 
 METRICS = tuple(m for m in all_metrics() if m != "diverged")
-ID_COLUMNS = ("experiment", "phase", "trial_id", "task", "model", "regularizer", "status")
+ID_COLUMNS = ("experiment", "phase", "trial_id", "task", "dataset", "model", "regularizer", "status")
 REQUIRED = ("trial_id", "regularizer", "epoch", "train_loss", "train_clean_loss", "val_loss")
 
 
@@ -40,7 +41,8 @@ def load_trials(path: str | os.PathLike) -> pd.DataFrame:
 
     ``path`` is the experiment directory or the table file itself. Parquet is preferred, the
     CSV twin is the fallback. Missing optional columns are added (``phase`` = "search",
-    ``seed`` = 0, ``task``/``model`` = "?", ``status`` = "completed", metrics = NaN);
+    ``seed`` = 0, ``task``/``model`` = "?", ``status`` = "completed", metrics = NaN; ``dataset``,
+    which tables written before it lack, by ``study.trial_table.dataset_of``);
     ``gap_loss`` / ``gap_acc`` are recomputed where missing.
     """
     p = Path(path)
@@ -75,6 +77,7 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
     for col, val in defaults.items():
         if col not in df.columns:
             df[col] = val
+    df = fill_dataset(df)
     for col in ID_COLUMNS:
         df[col] = df[col].astype(str)
     # one name per combination, in today's terms: tables recorded before the catalog say e.g.

@@ -62,10 +62,6 @@ def _regs(df: pd.DataFrame) -> list[str]:
     return sorted(df["regularizer"].unique(), key=reg_sort_key)
 
 
-def _title(task: str, model: str) -> str:
-    return f"{task} / {model}" if task != "?" else model
-
-
 # ------------------------------------------------------------------------------------- curves
 def curve_bands(rows: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Mean and 95% bootstrap CI over runs per (regularizer, quantity, split, epoch): the numbers

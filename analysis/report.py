@@ -10,6 +10,8 @@ import argparse
 import base64
 import html
 import logging
+import re
+import shlex
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from study import cli
 
 from . import gaps as G
 from .conclude import conclusions
+from .groups import GROUP_KEYS, title
 from .summarize import BAD_INPUT, Summary, add_options, check_options, key_table, print_state, summarize
 
 FIGURE_TEXT = {
@@ -52,9 +55,10 @@ def setup_items(s: Summary) -> list[tuple[str, str]]:
     name = e.get("name") or e.get("experiment") or (t["experiment"].iloc[0] if len(t) else s.results_dir.name)
     items.append(("Experiment", f"{name} (space: {e.get('space', '?')})"))
     if e.get("command"):
-        items.append(("Command", f"`{e['command']}`"))
-    tm = ", ".join(f"{a} / {b}" for a, b in t[["task", "model"]].drop_duplicates().itertuples(index=False))
-    items.append(("Task / model", tm))
+        cmd = e["command"]
+        items.append(("Command", f"`{shlex.join(map(str, cmd)) if isinstance(cmd, list) else cmd}`"))
+    groups = ", ".join(title(k) for k in t[GROUP_KEYS].drop_duplicates().itertuples(index=False))
+    items.append(("Task / dataset / model", groups))
     fixed = e.get("fixed") or e.get("fixed_settings") or {}
     if fixed:
         items.append(("Fixed settings", ", ".join(f"{k}={v}" for k, v in fixed.items())))
@@ -92,13 +96,20 @@ def setup_items(s: Summary) -> list[tuple[str, str]]:
 
 
 def _budget_display(bt: pd.DataFrame) -> pd.DataFrame:
-    cols = [c for c in ("task", "model", "regularizer", "planned", "search_trials", "completed", "stopped",
+    cols = [c for c in (*GROUP_KEYS, "regularizer", "planned", "search_trials", "completed", "stopped",
                         "errored", "diverged", "interrupted", "running", "search_epochs", "search_time_s",
                         "confirm_runs", "confirm_seeds") if c in bt.columns]
     d = bt[cols].copy()
     if "search_time_s" in d:
         d["search_time_s"] = d["search_time_s"].round(1)
     return d
+
+
+def _key_blocks(wide: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The gap summary's display, one (heading, table) per task/dataset/model group."""
+    if wide.empty:
+        return []
+    return [(title(key), key_table(g, group=False)) for key, g in wide.groupby(GROUP_KEYS, sort=False)]
 
 
 def build(s: Summary) -> dict[str, Any]:
@@ -110,8 +121,8 @@ def build(s: Summary) -> dict[str, Any]:
         "setup": setup_items(s),
         "budget": _budget_display(s.budget),
         "table1_md": s.table1_md,
-        "table1_blocks": [(task, model, g) for (task, model), g in s.table1.groupby(["task", "model"], sort=False)],
-        "key": key_table(s.gaps),
+        "table1_blocks": [(title(key), g) for key, g in s.table1.groupby(GROUP_KEYS, sort=False)],
+        "key_blocks": _key_blocks(s.gaps),
         "conclusions": conclusions(s.gaps, alpha=s.settings.get("alpha", 0.05), test=s.settings["test"]),
         "figures": {k: v for k, v in s.figures.items()},
         "notes": s.notes,
@@ -124,8 +135,9 @@ def to_markdown(c: dict[str, Any]) -> str:
     out += ["", "### Budget per regularizer type", "", G.markdown_table(c["budget"]), ""]
     out += ["## Table 1 analogue", "", c["table1_md"].replace("### ", "### "), ""]
     out += ["## Gap summary (final epoch)", "", "Mean [95% bootstrap CI] over seeds; Δ = technique − none; "
-            "full numbers (best epoch, clean/as-trained train metrics, Holm p) in `gaps.csv`.", "",
-            G.markdown_table(c["key"]), ""]
+            "full numbers (best epoch, clean/as-trained train metrics, Holm p) in `gaps.csv`.", ""]
+    for name, key in c["key_blocks"]:
+        out += [f"### {name}", "", G.markdown_table(key), ""]
     out += ["## Conclusion", ""] + [f"- {x}" for x in c["conclusions"]] + [""]
     out += ["## Figures", ""]
     for name, paths in c["figures"].items():
@@ -146,7 +158,12 @@ color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:0.8em 0;font-size:0.85em}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
 th{background:#f2f2f2}
-img{max-width:100%;border:1px solid #eee}
+img{display:block;max-width:100%;height:auto;border:1px solid #eee}
+.scroll{overflow-x:auto;max-width:100%}
+nav{background:#fafafa;border:1px solid #e4e4e4;padding:0.3em 1em;margin:1em 0;display:inline-block}
+nav ol{margin:0.3em 0;padding-left:1.4em}
+nav ol ol{font-size:0.9em}
+h2,h3{scroll-margin-top:0.5em}
 code{background:#f5f5f5;padding:1px 4px}
 .caption{color:#555;font-size:0.9em}
 .note{color:#8a5300}
@@ -163,36 +180,64 @@ def _inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
 
 
+def _table(frame: pd.DataFrame, **kw) -> str:
+    """A table that scrolls in its own box when wider than the page (the budget table is)."""
+    return f"<div class='scroll'>{frame.to_html(index=False, **kw)}</div>"
+
+
+def _contents(body: list[str]) -> str:
+    """A contents list of the report's h2 sections (and the figures under theirs)."""
+    items, open_sub = [], False
+    for m in re.finditer(r"<h([23]) id='([^']+)'>(.*?)</h\1>", "\n".join(body)):
+        level, anchor, text = m.groups()
+        if level == "2":
+            items.append(("</ol></li>" if open_sub else "</li>") if items else "")
+            items.append(f"<li><a href='#{anchor}'>{text}</a>")
+            open_sub = False
+        else:
+            items.append("" if open_sub else "<ol>")
+            items.append(f"<li><a href='#{anchor}'>{text}</a></li>")
+            open_sub = True
+    items.append("</ol></li>" if open_sub else "</li>")
+    return "<nav><strong>Contents</strong><ol>" + "".join(items) + "</ol></nav>"
+
+
+def _h2(text: str) -> str:
+    return f"<h2 id='{re.sub(r'[^a-z0-9]+', '-', text.lower()).strip('-')}'>{html.escape(text)}</h2>"
+
+
 def to_html(c: dict[str, Any]) -> str:
-    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(c['title'])}</title>"
-         f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(c['title'])}</h1>",
-         f"<p class='{'state' if c['state'].state == 'finished' else 'state unfinished'}'><strong>State: "
-         f"{html.escape(_state_text(c['state']))}</strong></p>", "<h2>Setup</h2><ul>"]
+    head = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(c['title'])}</title>"
+            f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(c['title'])}</h1>",
+            f"<p class='{'state' if c['state'].state == 'finished' else 'state unfinished'}'><strong>State: "
+            f"{html.escape(_state_text(c['state']))}</strong></p>"]
+    h = [_h2("Setup"), "<ul>"]
     h += [f"<li><strong>{html.escape(k)}:</strong> {_inline(str(v))}</li>" for k, v in c["setup"]]
-    h += ["</ul><h3>Budget per regularizer type</h3>", c["budget"].to_html(index=False, na_rep="–")]
-    h += ["<h2>Table 1 analogue</h2>"]
-    for task, model, g in c["table1_blocks"]:
-        h += [f"<h3>{html.escape(task)} / {html.escape(model)}: {html.escape(G.table1_heading(g, c['epoch']))}</h3>",
-              G.table1_frame(g).to_html(index=False),
+    h += ["</ul><h3>Budget per regularizer type</h3>", _table(c["budget"], na_rep="–")]
+    h += [_h2("Table 1 analogue")]
+    for name, g in c["table1_blocks"]:
+        h += [f"<h3>{html.escape(name)}: {html.escape(G.table1_heading(g, c['epoch']))}</h3>",
+              _table(G.table1_frame(g)),
               "<p class='caption'>Cross-entropy in nats; mean [95% bootstrap CI] over seeds. “As trained” = "
               "training-batch loss with dropout/augmentation active (data term only); “clean” = eval mode on a "
               "fixed training sample.</p>"]
-    h += ["<h2>Gap summary (final epoch)</h2><p class='caption'>Mean [95% bootstrap CI] over seeds; Δ = "
-          "technique − none; full numbers in <code>gaps.csv</code>.</p>", c["key"].to_html(index=False)]
-    h += ["<h2>Conclusion</h2><ul>"] + [f"<li>{_inline(x)}</li>" for x in c["conclusions"]] + ["</ul>"]
-    h += ["<h2>Figures</h2>"]
+    h += [_h2("Gap summary (final epoch)"), "<p class='caption'>Mean [95% bootstrap CI] over seeds; Δ = "
+          "technique − none; full numbers in <code>gaps.csv</code>.</p>"]
+    for name, key in c["key_blocks"]:
+        h += [f"<h3>{html.escape(name)}</h3>", _table(key)]
+    h += [_h2("Conclusion"), "<ul>"] + [f"<li>{_inline(x)}</li>" for x in c["conclusions"]] + ["</ul>"]
+    h += [_h2("Figures")]
     for name, paths in c["figures"].items():
         png = next((p for p in paths if p.suffix == ".png"), None)
         if png is None or not png.exists():
             continue
         b64 = base64.b64encode(png.read_bytes()).decode("ascii")
         base = name.split("_")[0]
-        h += [f"<h3>{html.escape(name)}</h3><p class='caption'>{html.escape(FIGURE_TEXT.get(base, ''))}</p>",
+        h += [f"<h3 id='figure-{html.escape(name)}'>{html.escape(name)}</h3><p class='caption'>{html.escape(FIGURE_TEXT.get(base, ''))}</p>",
               f"<img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'>"]
     if c["notes"]:
-        h += ["<h2>Notes</h2><ul>"] + [f"<li class='note'>{_inline(n)}</li>" for n in c["notes"]] + ["</ul>"]
-    h += ["</body></html>"]
-    return "\n".join(h)
+        h += [_h2("Notes"), "<ul>"] + [f"<li class='note'>{_inline(n)}</li>" for n in c["notes"]] + ["</ul>"]
+    return "\n".join([*head, _contents(h), *h, "</body></html>"])
 
 
 def _state_text(state) -> str:

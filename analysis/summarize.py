@@ -2,7 +2,7 @@
 
 Writes into ``results/<name>/analysis/`` (``--out`` to change):
 
-* ``gaps.csv``        one row per (task, model, regularizer): final- and best-epoch metrics as
+* ``gaps.csv``        one row per (task, dataset, model, regularizer): final- and best-epoch metrics as
                       mean, 95% bootstrap CI, SD; difference to ``none`` with CI, p-value
                       (Welch, or ``--test permutation``) and Holm-adjusted p; ``n_seeds``,
                       ``source`` ("confirm" | "search-best") and ``note``
@@ -13,8 +13,8 @@ Writes into ``results/<name>/analysis/`` (``--out`` to change):
 * ``importances.csv`` Optuna fANOVA parameter importances (overall and per regularizer)
 * ``notes.json``      the experiment's state (finished, interrupted, running), warnings and notes
                       (fallbacks, skipped figures), the settings used
-* ``figures/{curves,gaps,strength,asha,importances}.{png,svg}`` (a ``_<task>_<model>`` suffix
-  when the table has several task/model groups)
+* ``figures/{curves,gaps,strength,asha,importances}.{png,svg}`` (a ``_<task>_<dataset>_<model>``
+  suffix when the table has several task/dataset/model groups)
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from study.regularizers import CatalogError, Setting
 
 from . import gaps as G
 from . import plots as P
+from .groups import GROUP_KEYS, iter_groups, rows_of, slug, title
 from .loading import (ExperimentState, ResultsError, experiment_state, load_experiment, load_study, load_trials,
                       resolve_results_dir, searched_params, study_storage)
 from .stats import N_BOOT
@@ -79,10 +80,12 @@ class Summary:
         return G.table1_markdown(self.table1, epoch=self.settings.get("epoch", 25))
 
 
-def key_table(wide: pd.DataFrame, metrics=KEY_METRICS, digits: int = 3) -> pd.DataFrame:
-    """A compact display of ``gaps.csv``: key metrics as "mean [CI]" and Δ vs none with p."""
-    out = pd.DataFrame({"task/model": wide["task"] + "/" + wide["model"], "technique": wide["technique"],
-                        "n": wide["n_seeds"], "source": wide["source"]})
+def key_table(wide: pd.DataFrame, metrics=KEY_METRICS, digits: int = 3, *, group: bool = True) -> pd.DataFrame:
+    """A compact display of ``gaps.csv``: key metrics as "mean [CI]" and Δ vs none with p
+    (``group``: with the task / dataset / model column, for a table of several groups)."""
+    out = pd.DataFrame({"technique": wide["technique"], "n": wide["n_seeds"], "source": wide["source"]})
+    if group:
+        out.insert(0, "task / dataset / model", [title(k) for k in wide[GROUP_KEYS].itertuples(index=False)])
     for m in metrics:
         if f"{m}_mean" not in wide.columns or wide[f"{m}_mean"].isna().all():
             continue
@@ -153,19 +156,20 @@ def _write(s: Summary, *, study_loaded: bool, figures: bool) -> None:
 def make_figures(s: Summary) -> dict[str, list[Path]]:
     """All figures into ``<out>/figures``; returns {figure name: [png, svg]}."""
     fdir = s.out_dir / "figures"
-    groups = list(G.iter_groups(s.trials))
+    groups = list(iter_groups(s.trials))
     multi = len(groups) > 1
     out: dict[str, list[Path]] = {}
     params = searched_params(s.trials)
-    for task, model, g in groups:
-        sfx = f"_{task}_{model}" if multi else ""
-        ttl = P._title(task, model)
-        rows = s.rows[(s.rows["task"] == task) & (s.rows["model"] == model)]
-        ps = s.per_seed[(s.per_seed["task"] == task) & (s.per_seed["model"] == model)] if not s.per_seed.empty else s.per_seed
-        wide = s.gaps[(s.gaps["task"] == task) & (s.gaps["model"] == model)] if not s.gaps.empty else s.gaps
+    for key, g in groups:
+        sfx = f"_{slug(key)}" if multi else ""
+        ttl = title(key)
+        rows = rows_of(s.rows, key)
+        ps = rows_of(s.per_seed, key) if not s.per_seed.empty else s.per_seed
+        wide = rows_of(s.gaps, key) if not s.gaps.empty else s.gaps
         search = g[g["phase"] == "search"]
         if not rows.empty:
-            src = "confirmation runs" if (s.sources["source"] == G.SOURCE_CONFIRM).all() else "confirm runs / best search trial"
+            src = ("confirmation runs" if (rows_of(s.sources, key)["source"] == G.SOURCE_CONFIRM).all()
+                   else "confirm runs / best search trial")
             out["curves" + sfx] = P.save(P.curves(rows, seed=s.settings["seed"],
                                                   title=f"Learning curves per technique — {ttl} ({src}; mean, 95% CI band over seeds)"),
                                          fdir, "curves" + sfx)

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from study.config import make_config
-from study.datasets import load_arrays as load_official, load_splits
+from study.datasets import load_arrays, load_splits
 
 from .common import DEFAULT_DATA, fmt, machine
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         times, open_times = [], []
         for _ in range(max(args.repeats, 1)):
             t0 = time.perf_counter()
-            load_official(cfg)
+            load_arrays(cfg)
             open_times.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             again = load_splits(cfg)

@@ -84,8 +84,9 @@ class AdditiveBrightness(torch.nn.Module):
         return (x + delta).clamp_(0.0, 1.0)
 
 
-def reference_transform(cfg: TrialConfig, augment: bool):
-    """Per-image torchvision transforms with the study's augmentation semantics."""
+def reference_transform(cfg: TrialConfig, augment: bool, mean, std):
+    """Per-image torchvision transforms with the study's augmentation semantics, normalised with
+    ``mean``/``std`` (the project's: the training split's channel statistics)."""
     from torchvision import transforms as T
 
     s = cfg.strengths
@@ -100,8 +101,7 @@ def reference_transform(cfg: TrialConfig, augment: bool):
             steps.append(T.ColorJitter(contrast=(s["contrast_lo"], s["contrast_hi"])))
         if (s["saturation_lo"], s["saturation_hi"]) != (1.0, 1.0):
             steps.append(T.ColorJitter(saturation=(s["saturation_lo"], s["saturation_hi"])))
-    data = load_splits(cfg)  # (cached) the project's normalisation: the training split's statistics
-    steps.append(T.Normalize(data.mean, data.std))
+    steps.append(T.Normalize(mean, std))
     return T.Compose(steps)
 
 
@@ -137,7 +137,8 @@ def run_reference(cfg: TrialConfig, device: torch.device, workers: int, epochs: 
     """(images, seconds, mean train loss) per timed epoch."""
     t0 = time.perf_counter()
     augment = cfg.combination.uses("augment")
-    ds, n_classes = reference_dataset(cfg, reference_transform(cfg, augment))
+    data = load_splits(cfg)  # (cached) for its channel statistics, which the project normalises with
+    ds, n_classes = reference_dataset(cfg, reference_transform(cfg, augment, data.mean, data.std))
     print(f"[reference] dataset: {len(ds)} training images listed in {time.perf_counter() - t0:.2f}s "
           f"(decoded per item, {workers} workers)", flush=True)
     cuda = device.type == "cuda"

@@ -12,8 +12,8 @@
 Wall time of (b) is everything ``study.run`` does: starting Ray and its dashboard, loading the
 data into the object store, Optuna, a checkpoint per epoch, the trial table. Per-trial work is
 the same in both; only the learning rate differs (Optuna samples it in (b)).
-``--trial-threads`` (default: CPUs / concurrent trials) sets torch's threads in (a); Ray sets
-OMP_NUM_THREADS from --cpus-per-trial in (b).
+``--trial-threads`` (default: CPUs / concurrent trials) sets torch's threads in (a); in (b) a
+trial's torch threads equal its --cpus-per-trial (study.resources).
 Ends with one line: ``sweep wall_s plain=P ray=R ratio=R/P``.
 """
 from __future__ import annotations

@@ -7,7 +7,9 @@ out-of-range values with a :class:`ConfigError` naming the key and what is allow
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import os
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -18,9 +20,14 @@ from .regularizers import CatalogError
 
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
-CORPORA = ("treebank", "conll2000", "brown")
-TAGSETS = ("native", "universal")
+CORPORA = ("treebank", "conll2000", "brown", "conllu")
+# The tag sets of each corpus: NLTK's corpora have their own tags (native) and NLTK's universal
+# mapping; a CoNLL-U file has the UPOS column (universal, the POS default, or upos) and XPOS.
+CORPUS_TAGSETS = {"treebank": ("native", "universal"), "conll2000": ("native", "universal"),
+                  "brown": ("native", "universal"), "conllu": ("universal", "upos", "xpos")}
+TAGSETS = ("native", "universal", "upos", "xpos")
 DEVICES = ("auto", "cpu", "cuda")
+USER_DATA = ("imagefolder", "conllu")  # datasets that exist only as the user's files (no download)
 
 
 class ConfigError(CatalogError):
@@ -84,8 +91,14 @@ class TrialConfig:
 
     @property
     def dataset_name(self) -> str:
-        """What the trial table's ``dataset`` column says: the image dataset, or the corpus."""
-        return getattr(self, tasks.get(self.task).dataset_key)
+        """What the trial table's ``dataset`` column says: the image dataset, or the corpus; for
+        data that only exists as the user's files (``imagefolder``, ``conllu``), with the name of
+        the file or directory (``imagefolder:flowers``), so two of them are never grouped together."""
+        name = getattr(self, tasks.get(self.task).dataset_key)
+        if self.data and name in USER_DATA:
+            stem = os.path.basename(os.path.normpath(self.data))
+            return f"{name}:{stem.removesuffix('.conllu').removesuffix('.zip')}"
+        return name
 
     def to_dict(self) -> dict[str, Any]:
         """Flat plain dict (strengths as top-level keys): ``make_config(cfg.to_dict()) == cfg``."""
@@ -181,12 +194,22 @@ def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}: unknown value {value!r}; allowed: {', '.join(allowed)}")
 
 
+def _unknown_model(task: str, model: str) -> None:
+    models = tasks.get(task).models
+    extra = getattr(models, "extra_names", None)  # (the image table's tv:NAME zoo)
+    close = models.close_matches(model) if hasattr(models, "close_matches") else \
+        difflib.get_close_matches(model, list(models), n=3, cutoff=0.6)
+    raise ConfigError(f"model: unknown value {model!r} for task {task!r}"
+                      + (f"; did you mean {' or '.join(close)}?" if close else "")
+                      + f"; allowed: {', '.join(models)}"
+                      + (", or tv:NAME for any torchvision classifier (e.g. tv:resnet50)" if extra else ""))
+
+
 def _check_regularizer(task: str, model: str, combo: regularizers.Combination) -> None:
     """Every technique of the combination applies to the task, and the model accepts its hooks."""
     spec = tasks.get(task)
     if model not in spec.models:
-        raise ConfigError(f"model: unknown value {model!r} for task {task!r}; "
-                          f"allowed: {', '.join(spec.models)}")
+        _unknown_model(task, model)
     accepts = spec.models[model].accepts
     for t in combo.techniques:
         if task not in t.tasks:
@@ -203,10 +226,8 @@ def _check_regularizer(task: str, model: str, combo: regularizers.Combination) -
 
 def validate(cfg: TrialConfig) -> TrialConfig:
     _check_choice("task", cfg.task, tuple(tasks.names()))
-    models = tuple(tasks.get(cfg.task).models)
-    if cfg.model not in models:
-        raise ConfigError(f"model: unknown value {cfg.model!r} for task {cfg.task!r}; "
-                          f"allowed: {', '.join(models)}")
+    if cfg.model not in tasks.get(cfg.task).models:
+        _unknown_model(cfg.task, cfg.model)
     _check_regularizer(cfg.task, cfg.model, cfg.combination)
     for key, allowed in CHOICES.items():
         _check_choice(key, getattr(cfg, key), allowed)
@@ -220,6 +241,8 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     elif cfg.dataset != TrialConfig.dataset:
         raise ConfigError(f"dataset: applies to the image task; for task {cfg.task!r} choose the corpus "
                           f"(corpus: {', '.join(CORPORA)})")
+    if cfg.task == "pos":
+        _check_corpus(cfg)
     if cfg.task == "pos" and cfg.val_fraction + cfg.test_fraction >= 1.0:
         raise ConfigError(f"val_fraction + test_fraction: {cfg.val_fraction + cfg.test_fraction} "
                           "leaves no training sentences; allowed: < 1")
@@ -230,7 +253,22 @@ def validate(cfg: TrialConfig) -> TrialConfig:
     return cfg
 
 
+def _check_corpus(cfg: TrialConfig) -> None:
+    """The tag set is one the corpus has; a CoNLL-U corpus is the user's own file (``data``)."""
+    allowed = CORPUS_TAGSETS[cfg.corpus]
+    if cfg.tagset not in allowed:
+        raise ConfigError(f"tagset: {cfg.tagset!r} is not a tag set of corpus {cfg.corpus!r}; "
+                          f"allowed: {', '.join(allowed)}")
+    if cfg.corpus == "conllu" and not cfg.data:
+        raise ConfigError("data: corpus 'conllu' reads your own data; give --data PATH (a .conllu file "
+                          "or a Universal Dependencies directory with <name>-ud-train.conllu)")
+
+
 def _check_model_input(cfg: TrialConfig, spec: tasks.ModelSpec) -> None:
+    if spec.fits is not None:
+        why = spec.fits(cfg.image_size)
+        if why:
+            raise ConfigError(f"image_size: {cfg.image_size} does not fit model {cfg.model!r}: {why}")
     if spec.input_sizes is not None:
         lo, hi = spec.input_sizes
         if not lo <= cfg.image_size <= hi:
@@ -306,6 +344,15 @@ def _suggest(combo: regularizers.Combination, owner: regularizers.Technique, tas
     return f" (e.g. regularizer={both.name})"
 
 
+def _default_side(model: str, side: int) -> int:
+    """The dataset's own image side, where the model takes it; else the study's 64 (resized on
+    the device), so that e.g. CIFAR with the default AlexNet-style model works as it is."""
+    spec = dict.get(tasks.get("image").models, model)  # (plain lookup: a tv: model takes any side it fits)
+    if spec is None or spec.input_sizes is None or spec.input_sizes[0] <= side <= spec.input_sizes[1]:
+        return side
+    return TrialConfig.image_size
+
+
 def make_config(values: dict[str, Any] | None = None, **overrides: Any) -> TrialConfig:
     """Build and validate a config from a plain dict; unknown keys are an error."""
     merged = dict(values or {})
@@ -323,6 +370,8 @@ def make_config(values: dict[str, Any] | None = None, **overrides: Any) -> Trial
     if task == "image":
         _check_choice("dataset", kwargs.get("dataset", TrialConfig.dataset), tuple(datasets.names()))
         for key, default in datasets.get(kwargs.get("dataset", TrialConfig.dataset)).defaults.items():
+            if key == "image_size":
+                default = _default_side(kwargs.get("model", TrialConfig.model), default)
             kwargs.setdefault(key, default)
     try:
         combo = regularizers.parse(kwargs.get("regularizer", TrialConfig.regularizer))

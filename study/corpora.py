@@ -18,6 +18,9 @@ index when ``nltk_url`` is unset) into ``cfg.nltk_data`` (or NLTK's default down
 set ``REGSTUDY_OFFLINE=1`` to never try. When it stays missing, :class:`CorpusError` says how
 to install it.
 
+``corpus: conllu`` reads a CoNLL-U file or a Universal Dependencies treebank directory (``cfg.data``)
+instead: see :mod:`study.conllu_corpus`; it ends in the same :func:`encode_splits`.
+
 Penn Treebank ``-NONE-`` trace tokens (``*-1``, ``*T*-1``, ``0``, ...) are empty elements, not
 words: they are dropped unless ``keep_traces`` is set, so accuracy is over real tokens.
 """
@@ -267,6 +270,18 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def carve_indices(n: int, fraction: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (kept, carved) indices: ``fraction`` of ``n`` sentences carved out by a seeded
+    permutation, for a source that gives some splits but not ``what`` (e.g. a UD treebank without
+    a dev file). ``split_indices`` is the same cut when both val and test are carved."""
+    perm = np.random.default_rng(seed).permutation(n)
+    k = max(1, int(round(n * fraction)))
+    if k >= n:
+        raise CorpusError(f"{n} training sentences are too few to carve a {what} split of {fraction} "
+                          "from: the training split needs at least one sentence left")
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
 def build_vocab(train_sents: list[list[tuple[str, str]]], min_freq: int) -> tuple[dict[str, int], list[str]]:
     words = Counter(w for s in train_sents for w, _ in s)
     kept = sorted((w for w, c in words.items() if c >= min_freq), key=lambda w: (-words[w], w))
@@ -289,15 +304,21 @@ def _encode(sents: list[list[tuple[str, str]]], index: np.ndarray, vocab: dict[s
 
 
 def encode_corpus(sents: list[list[tuple[str, str]]], cfg: TrialConfig) -> PosData:
-    """Split, lower-case (if asked), build vocabulary/tags from train, encode every split."""
-    if cfg.lowercase:
-        sents = [[(w.lower(), t) for w, t in s] for s in sents]
+    """Split by sentence (``split_indices``), then :func:`encode_splits`."""
     tr, va, te = split_indices(len(sents), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    pick = lambda idx: [sents[i] for i in idx]  # noqa: E731
-    vocab, tags = build_vocab(pick(tr), cfg.min_freq)
+    pick = lambda idx: ([sents[i] for i in idx], idx)  # noqa: E731
+    return encode_splits({"train": pick(tr), "val": pick(va), "test": pick(te)}, cfg)
+
+
+def encode_splits(splits: dict[str, tuple[list[list[tuple[str, str]]], np.ndarray]],
+                  cfg: TrialConfig) -> PosData:
+    """Splits already made, ``{"train"|"val"|"test": (sentences, their positions in the source)}``:
+    lower-case (if asked), build vocabulary/tags from train only, encode every split."""
+    if cfg.lowercase:
+        splits = {k: ([[(w.lower(), t) for w, t in s] for s in ss], idx) for k, (ss, idx) in splits.items()}
+    vocab, tags = build_vocab(splits["train"][0], cfg.min_freq)
     tag_ids = {t: i for i, t in enumerate(tags)}
-    splits = {name: _encode(pick(idx), idx, vocab, tag_ids)
-              for name, idx in (("train", tr), ("val", va), ("test", te))}
+    splits = {name: _encode(*splits[name], vocab, tag_ids) for name in ("train", "val", "test")}
     counts = {
         "sentences": {k: s.n_sentences for k, s in splits.items()},
         "tokens": {k: s.n_tokens for k, s in splits.items()},
@@ -310,7 +331,12 @@ def encode_corpus(sents: list[list[tuple[str, str]]], cfg: TrialConfig) -> PosDa
 
 
 def load_corpus(cfg: TrialConfig) -> PosData:
-    """The configured corpus, found or fetched, read with NLTK, split and encoded (see module doc)."""
+    """The configured corpus, found or fetched, read with NLTK, split and encoded (see module doc);
+    ``corpus: conllu`` reads ``cfg.data`` instead (study.conllu_corpus)."""
+    if cfg.corpus == "conllu":
+        from .conllu_corpus import load_conllu  # (it builds on this module)
+
+        return load_conllu(cfg)
     sents, dropped, source = read_tagged(cfg)
     data = encode_corpus(sents, cfg)
     data.counts.update(corpus=cfg.corpus, tagset=cfg.tagset, traces_dropped=dropped,

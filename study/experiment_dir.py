@@ -128,8 +128,9 @@ def check_tune_state(exp_dir: Path, phases: tuple[str, ...]) -> None:
         if not damaged:
             continue
         staged = _staged_copies(phase, [p.name for p in damaged])
-        todo = (f"Ray Tune's own copies are whole in {staged}: copy its state files (experiment_state-*, "
-                f"search_gen_state-*, searcher-state-*) into ray/{phase}/ and run the command again" if staged
+        kinds = ", ".join(p.rsplit(".", 1)[0] for p in TUNE_STATE_FILES[1:])
+        todo = (f"Ray Tune's own copies are whole in {staged}: copy its state files ({kinds}) into ray/{phase}/ "
+                "and run the command again" if staged
                 else "run the remaining trials as a new experiment (another --name)")
         raise ConfigError(
             f"experiment {exp_dir.name!r}: Ray Tune's saved state is damaged, cut short (was the disk full when "

@@ -11,6 +11,9 @@ kinds (where in the epoch's report they strike):
   raise    ``RuntimeError`` right after epoch N's checkpoint
   sleep@S  (no scope) every epoch's report takes S seconds longer: trials slow enough to be
            interrupted at a known point
+  hold@N   (no scope) epoch N's report waits as long as the spec holds it (given in a spec
+           file that the test rewrites; at most 10 minutes): a sweep that stays running while a
+           test looks at it
 scopes:
   once       every trial, on its first attempt only (a marker in the trial dir remembers it)
   one_trial  the first trial to get there, on every attempt (it must end errored)
@@ -29,6 +32,8 @@ from pathlib import Path
 FAULT_ENV = "REGSTUDY_FAULT"
 _SPEC = re.compile(r"^(sigkill|oom|enospc|raise)_(once|one_trial)@(\d+)$")
 _SLEEP = re.compile(r"^sleep@(\d+(?:\.\d+)?)$")
+_HOLD = re.compile(r"^hold@(\d+)$")
+HOLD_MAX_S = 600.0
 
 
 def _specs() -> list[tuple[str, str, float]]:
@@ -38,9 +43,12 @@ def _specs() -> list[tuple[str, str, float]]:
         raw = path.read_text().strip() if path.exists() else ""
     out = []
     for part in filter(None, (p.strip() for p in raw.split(","))):
-        m, sleep = _SPEC.match(part), _SLEEP.match(part)
+        m, sleep, hold = _SPEC.match(part), _SLEEP.match(part), _HOLD.match(part)
         if sleep:
             out.append(("sleep", "", float(sleep.group(1))))
+            continue
+        if hold:
+            out.append(("hold", "", int(hold.group(1))))
             continue
         if not m:
             raise ValueError(f"{FAULT_ENV}: bad spec {part!r}; expected <kind>_<once|one_trial>@<epoch>")
@@ -66,6 +74,12 @@ def _claimed(trial_dir: Path, kind: str, scope: str) -> bool:
         return claim.read_text() == trial_dir.name
 
 
+def _hold(epoch: int) -> None:
+    deadline = time.monotonic() + HOLD_MAX_S
+    while ("hold", "", epoch) in _specs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def maybe_fail(where: str, trial_dir: str, epoch: int) -> None:
     """``where``: "before_report", "checkpoint_write" or "after_checkpoint"."""
     kinds = {"before_report": ("sigkill", "oom"), "checkpoint_write": ("enospc",),
@@ -73,6 +87,8 @@ def maybe_fail(where: str, trial_dir: str, epoch: int) -> None:
     for kind, scope, at in _specs():
         if kind == "sleep" and where == "before_report":
             time.sleep(at)
+        if kind == "hold" and where == "before_report" and at == epoch:
+            _hold(epoch)
         if kind not in kinds or at != epoch or not _claimed(Path(trial_dir), kind, scope):
             continue
         with open(Path(trial_dir) / ".faults", "a") as f:

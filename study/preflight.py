@@ -141,13 +141,24 @@ def config_paths(cfg: TrialConfig) -> None:
                 raise ConfigError(f"data not found: {cfg.data} (give {get(cfg.dataset).layout})")
         from .datasets.cache import default_cache_dir
         check("cache_dir", str(default_cache_dir(cfg)), _dir_problem)
+    if cfg.task == "pos" and cfg.corpus == "conllu":
+        from .conllu_corpus import LAYOUT
+        try:
+            p = _path(cfg.data or "")
+            found, usable = _exists(p), _is_file(p) or _is_dir(p)
+        except _Unusable as e:
+            raise ConfigError(f"data: {cfg.data}: {e}") from None
+        if not found:  # (in the words of study.run and the reader)
+            raise ConfigError(f"data not found: {cfg.data} (give {LAYOUT})")
+        if not usable:
+            raise ConfigError(f"data: {cfg.data}: not a file or a directory (give {LAYOUT})")
     if cfg.task == "pos" and cfg.nltk_data:
         check("nltk_data", cfg.nltk_data, lambda p: "is a file, not a directory"
               if _exists(p) and not _is_dir(p) else None)
     if cfg.pretrained:
         from .models import pretrained_path
-        check("pretrained", cfg.pretrained, lambda p: None if _is_file(pretrained_path(cfg.pretrained)) else
-              f"weights file not found: {pretrained_path(cfg.pretrained)}")
+        check("pretrained", cfg.pretrained, lambda p: None if _is_file(pretrained_path(cfg.pretrained, cfg.model)) else
+              f"weights file not found: {pretrained_path(cfg.pretrained, cfg.model)}")
 
 
 def device(cfg: TrialConfig) -> None:

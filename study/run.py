@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import experiment_lock, optuna_storage, regularizers
+from . import experiment_lock, optuna_storage, prometheus, ray_dashboard, regularizers
 from .config import SEED_MAX, ConfigError, make_config, parse_set
 from .experiment_dir import (RECORD, TUNE_STATE, check_in_place, check_location, check_name, check_tune_state,
                              experiment_dir, read_record)
@@ -49,7 +49,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a fixed setting")
     p.add_argument("--num-samples", type=int, help="trials to run (default: the space's)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--cpus-per-trial", type=float,
+                   help="CPUs (= torch threads) per trial (default: the cluster's CPUs shared by the trials that "
+                   "run at once: --max-concurrent, else those that fit on the GPUs, else one per CPU; "
+                   "see study/resources.py)")
     p.add_argument("--gpus-per-trial", type=float, help="fractions pack trials onto a GPU (default 1 if GPUs exist)")
     p.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial can be stopped")
     p.add_argument("--reduction-factor", type=float, help="ASHA: keep 1/factor at each rung")
@@ -70,8 +73,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm-only", action="store_true",
                    help="only the confirmation phase, on the existing experiment --name (needs --confirm-seeds)")
     p.add_argument("--confirm-top-k", type=int, default=1, help="configurations per regularizer to confirm")
+    p.add_argument("--prometheus", action="store_true",
+                   help="start Prometheus (the `prometheus` binary) on 127.0.0.1 with Ray's generated config for "
+                   "the sweep's metrics; stopped when the sweep ends")
     p.add_argument("--table-refresh-s", type=float, default=30.0,
                    help="rewrite the trial table at most this often while trials run (0: on every result)")
+    p.add_argument("--mlflow", metavar="URI", default=os.environ.get("REGSTUDY_MLFLOW") or None,
+                   help="log each trial as an MLflow run to this tracking URI, e.g. sqlite:///mlflow.db "
+                   "(default: $REGSTUDY_MLFLOW; put a URI with a password there); needs the [watch] extra")
+    p.add_argument("--status-every-s", type=float, default=30.0,
+                   help="print the live status line this often while trials run (0: never)")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true", help="print only errors and the final summary")
+    talk.add_argument("--verbose", action="store_true", help="also print Ray Tune's own progress tables")
     return p
 
 
@@ -81,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
 OPTIONS = {s.name: s for s in (
     Setting("--num-samples", math.nan, 1, math.inf, integer=True),
     Setting("--max-concurrent", math.nan, 1, math.inf, integer=True),
-    Setting("--cpus-per-trial", 1.0, 0.0, math.inf, lo_open=True),
+    Setting("--cpus-per-trial", math.nan, 0.0, math.inf, lo_open=True),
     Setting("--gpus-per-trial", math.nan, 0.0, math.inf),
     Setting("--grace-period", math.nan, 1, math.inf, integer=True),
     Setting("--reduction-factor", math.nan, 1.0, math.inf, lo_open=True),
@@ -89,6 +103,7 @@ OPTIONS = {s.name: s for s in (
     Setting("--max-failures", 2, 0, math.inf, integer=True),  # (Ray Tune takes -1 as "retry forever")
     Setting("--num-cpus", math.nan, 1, math.inf, integer=True),
     Setting("--table-refresh-s", 30.0, 0.0, math.inf),  # (nan would mean every result, inf never)
+    Setting("--status-every-s", 30.0, 0.0, math.inf),
     Setting("--confirm-seeds", 0, 0, math.inf, integer=True),
     Setting("--confirm-top-k", 1, 1, math.inf, integer=True),
 )}
@@ -117,7 +132,8 @@ def data_layout(cfg) -> str:
     if cfg.task == "image":
         from .datasets import get
         return get(cfg.dataset).layout
-    return "a .conllu file or a Universal Dependencies directory" if cfg.corpus == "conllu" else "a directory"
+    from .conllu_corpus import LAYOUT
+    return LAYOUT if cfg.corpus == "conllu" else "a directory"
 
 
 def _fail(msg: str) -> int:
@@ -215,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         check_options(args)
+        if args.mlflow:
+            from . import mlflow_log
+            mlflow_log.check(args.mlflow)
+        if args.prometheus and prometheus.binary() is None:
+            raise ConfigError(prometheus.INSTALL)
         if args.confirm_only and not args.confirm_seeds:
             raise ConfigError("--confirm-only needs --confirm-seeds S (S >= 1)")
         overrides = _overrides(args)
@@ -272,8 +293,12 @@ def _run_locked(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
         # 127.0.0.1 only (GCS, raylet, object manager), not on every interface.
         os.environ.setdefault(LOCAL_ONLY_ENV, "0")
     old_term = signal.getsignal(signal.SIGTERM)
+    watch = prometheus.Watch(exp_dir) if args.prometheus else None
     try:
-        return _run(args, argv, space, cfg, exp_dir, continuing)
+        rc = _run(args, argv, space, cfg, exp_dir, continuing, watch)
+        if watch is not None and rc in (0, 1):  # (not after an interrupt: no waiting then)
+            watch.flush()
+        return rc
     except KeyboardInterrupt:
         return _interrupted(exp_dir, "stopped before the phase's state was saved")
     except Exception as e:
@@ -288,6 +313,8 @@ def _run_locked(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
+        if watch is not None:
+            watch.stop()
 
 
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's single-machine mode: bind to loopback
@@ -339,7 +366,7 @@ def _interrupted(exp_dir: Path, what: str) -> int:
     return 130
 
 
-def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
+def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometheus.Watch | None = None) -> int:
     name = exp_dir.name
     # Heavy imports only now: bad input answers in a fraction of a second.
     from . import sweep
@@ -352,6 +379,8 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
         data = sweep.load_task_data(cfg)  # bad data: exit 2 before any Ray process starts
     except (ClusterError, *USER_ERRORS) as e:
         return _fail(str(e))
+    if watch is not None and not args.address:
+        watch.before_local_cluster()
     try:
         url = connect(args.address, args.dashboard_host, args.num_cpus) or _dashboard_url()
     except ClusterError as e:
@@ -368,25 +397,34 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
     def pick(cli, key, default, kind):  # (a continued experiment's recorded values equal any given)
         return kind(cli) if cli is not None else kind(sweep_cfg.get(key, default))
 
+    num_samples = pick(args.num_samples, "num_samples", 8, int)
+    res = _trial_resources(args, gpus, num_samples)
     s = sweep.SweepSettings(
         name=name, results_dir=exp_dir.parent,  # (absolute: Tune pickles these settings)
-        num_samples=pick(args.num_samples, "num_samples", 8, int),
-        max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
+        num_samples=num_samples,
+        max_concurrent=args.max_concurrent, cpus_per_trial=res.cpus, gpus_per_trial=gpus,
         grace_period=pick(args.grace_period, "grace_period", 1, int),
         reduction_factor=pick(args.reduction_factor, "reduction_factor", 2, float),
         seed=pick(args.seed, "seed", 0, int),
         max_failures=args.max_failures, table_refresh_s=args.table_refresh_s,
+        mlflow=args.mlflow, status_every_s=0.0 if args.quiet else args.status_every_s, verbose=args.verbose,
         # (a continued experiment's own optuna.db stays "the default": recorded relative to it)
         optuna_storage=None if args.optuna_storage == optuna_storage.default_url(exp_dir) else args.optuna_storage)
     try:
         check_resources(s.cpus_per_trial, s.gpus_per_trial)
-        print(f"Ray dashboard: {url or '(not running)'}", flush=True)
-    except (ClusterError, *USER_ERRORS) as e:
+        say = (lambda *a, **k: None) if args.quiet else print  # (--quiet: errors and the final summary)
+        say(ray_dashboard.start_line(url), flush=True)
+        say(res.describe(*_cluster_cpus_gpus()), flush=True)
+        for line in watch.start(name) if watch is not None else ():
+            say(line, flush=True)
+    except (ClusterError, prometheus.PrometheusError, *USER_ERRORS) as e:
         return _fail(str(e))
     sweep.start_experiment(s, space, ["python", "-m", "study.run", *map(redact, argv)])
-    print(f"experiment {name!r}: {exp_dir} (space {space.name!r}, {s.num_samples} search trials, "
+    say(f"experiment {name!r}: {exp_dir} (space {space.name!r}, {s.num_samples} search trials, "
           f"max {cfg.epochs} epochs)", flush=True)
-    print(f"Optuna study {name!r} in {redact(s.storage)}", flush=True)
+    say(f"Optuna study {name!r} in {redact(s.storage)}", flush=True)
+    if s.mlflow:
+        say(f"MLflow: each trial a run of experiment {name!r} at {redact(s.mlflow)}", flush=True)
     table = None
     data_ref = ray.put(data)  # one copy in the object store, shared by both phases
     del data
@@ -418,6 +456,23 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _cluster_cpus_gpus() -> tuple[float, float]:
+    import ray
+    total = ray.cluster_resources()
+    return total.get("CPU", 0.0), total.get("GPU", 0.0)
+
+
+def _trial_resources(args, gpus_per_trial: float, num_samples: int):
+    """The CPU share of a trial: --cpus-per-trial, else the rule of study.resources."""
+    import ray
+
+    from .resources import trial_resources
+    cpus, gpus = _cluster_cpus_gpus()
+    node_cpus = max((n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=None)
+    return trial_resources(cpus, gpus, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                           max_concurrent=args.max_concurrent, num_samples=num_samples, node_cpus=node_cpus)
 
 
 def _print_best(table) -> None:

@@ -35,6 +35,8 @@ from .config import make_config
 from .experiment_dir import RECORD, experiment_dir, read_record
 from .metrics import MODE, OBJECTIVE as METRIC
 from .spaces import Space, define_by_run
+from .redact import redact
+from .status_line import StatusLine, tune_output
 from .trainable import train, train_confirm
 
 PHASES = ("search", "confirm")
@@ -54,6 +56,9 @@ class SweepSettings:
     max_failures: int = 2
     optuna_storage: str | None = None
     table_refresh_s: float = 30.0
+    mlflow: str | None = None  # --mlflow: a tracking URI (study.mlflow_log)
+    status_every_s: float = 30.0  # the live status line (study.status_line); 0: none
+    verbose: bool = False  # Ray Tune's own progress tables
 
     @property
     def exp_dir(self) -> Path:
@@ -69,6 +74,8 @@ class SweepSettings:
         state = dict(self.__dict__)
         if state["optuna_storage"]:
             state["optuna_storage"] = optuna_storage.recorded_form(state["optuna_storage"])
+        if state.get("mlflow"):
+            state["mlflow"] = redact(state["mlflow"])
         return state
 
 
@@ -252,14 +259,23 @@ class TableCallback(tune.Callback):
 # --- the two phases -----------------------------------------------------------------------------
 
 def make_trainable(fn, fixed: dict, data: Any, s: SweepSettings):
-    fn = tune.with_parameters(fn, fixed=fixed, data=data)
+    fn = tune.with_parameters(fn, fixed=fixed, data=data, experiment=s.name)
     return tune.with_resources(fn, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
 
 
-def _run_config(s: SweepSettings, phase: str) -> tune.RunConfig:
+def _run_config(s: SweepSettings, phase: str, fixed: dict, planned_trials: int) -> tune.RunConfig:
     return tune.RunConfig(name=phase, storage_path=str(s.exp_dir / "ray"),
                           failure_config=tune.FailureConfig(max_failures=s.max_failures),
-                          callbacks=[TableCallback(s, phase)], verbose=1)
+                          callbacks=_callbacks(s, phase, fixed, planned_trials),
+                          verbose=2 if s.verbose else 0)
+
+
+def _callbacks(s: SweepSettings, phase: str, fixed: dict, planned_trials: int) -> list[tune.Callback]:
+    out = [TableCallback(s, phase), StatusLine(s.name, phase, fixed, planned_trials, every_s=s.status_every_s)]
+    if s.mlflow:
+        from .mlflow_log import TrialRuns
+        out.append(TrialRuns(s.mlflow, s.name, phase, fixed))
+    return out
 
 
 class DurableOptunaSearch(OptunaSearch):
@@ -302,7 +318,7 @@ def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.Da
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples,
                                         max_concurrent_trials=s.max_concurrent, reuse_actors=True,
                                         trial_dirname_creator=trial_dirname),
-            run_config=_run_config(s, "search"),
+            run_config=_run_config(s, "search", fixed, s.num_samples),
         )
     return _fit(tuner, s, "search", expected=s.num_samples)
 
@@ -313,7 +329,8 @@ def _fit(tuner: tune.Tuner, s: SweepSettings, phase: str, expected: int) -> pd.D
     _LAST_STEP.pop(phase, None)
     _DRIVER[phase] = s
     try:
-        results = tuner.fit()
+        with tune_output(s.verbose):
+            results = tuner.fit()
     except Exception:
         _record_stopped(s, phase)  # (a full disk, a bug: the table shows where the trials were)
         raise
@@ -398,7 +415,7 @@ def run_confirm(s: SweepSettings, space: Space, data: Any, seeds: int, top_k: in
                          "seed": tune.grid_search(seed_list)},
             tune_config=tune.TuneConfig(max_concurrent_trials=s.max_concurrent, reuse_actors=True,
                                         trial_dirname_creator=trial_dirname),
-            run_config=_run_config(s, "confirm"),
+            run_config=_run_config(s, "confirm", space.fixed, len(plan) * len(seed_list)),
         )
     meta = read_experiment(s.exp_dir).get("confirm", {})
     return _fit(tuner, s, "confirm", expected=len(meta.get("configs", [])) * len(meta.get("seeds", [])))
@@ -418,4 +435,22 @@ def finish_experiment(s: SweepSettings, table: pd.DataFrame, t0: float) -> None:
         budget_per_regularizer=budget_per_regularizer(table),
         search_trials_by_status=trial_table.status_counts(table),
         settings=asdict(s) | {"results_dir": str(s.results_dir),
-                              "optuna_storage": optuna_storage.record(s.optuna_storage)})
+                              "optuna_storage": optuna_storage.record(s.optuna_storage),
+                              "mlflow": redact(s.mlflow) if s.mlflow else None})
+
+
+# --- `study.sweep(space, **options)` ---------------------------------------------------------------
+
+class _CallableModule(type(functools)):
+    """This module, callable: ``study.sweep(space, **options)`` is the Python API's sweep
+    (study.api.sweep). A function of that name in the package would be replaced by this module
+    as soon as anything imports it (``from . import sweep``, Tune restoring its pickles)."""
+
+    def __call__(self, space=None, **options):
+        from .api import sweep
+        return sweep(space, **options)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule

@@ -4,6 +4,7 @@
         [--classes N] [--set key=value ...] [--json out.json]
     python -m study.train_once --task pos --corpus treebank --nltk-data DIR --tagset universal \
         --model rnn --regularizer none --epochs 3 --seed 0 --json out.json
+    python -m study.train_once --task pos --corpus conllu --data UD_English-EWT/ [--tagset xpos] --epochs 3
 """
 from __future__ import annotations
 
@@ -45,9 +46,10 @@ def parser() -> argparse.ArgumentParser:
                    "CIFAR: by label index; ImageFolder: by folder name; default for those: all)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--corpus", help="treebank, conll2000, brown (pos)")
+    p.add_argument("--corpus", help="treebank, conll2000, brown (NLTK), or conllu (your --data) (pos)")
     p.add_argument("--nltk-data", help="directory with NLTK data (pos)")
-    p.add_argument("--tagset", help="universal or native (pos)")
+    p.add_argument("--tagset", help="universal (default) or native; for conllu: universal = upos (UPOS), "
+                   "or xpos (pos)")
     p.add_argument("--device", help="auto, cpu, cuda")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="any other config setting, e.g. --set l2=1e-4 --set flip_ud_p=0")

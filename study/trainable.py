@@ -11,8 +11,10 @@ import ray
 import torch
 from ray import tune
 
+from . import ray_metrics
 from .config import make_config
 from .faults import maybe_fail
+from .resources import threads_for
 from .training import Diverged, run_trial
 from .trial_table import upgrade_record
 
@@ -20,20 +22,26 @@ STATE_FILE = "state.pt"
 HISTORY_FILE = "history.json"
 
 
-def train(params: dict[str, Any], fixed: dict[str, Any] | None = None, data: Any = None) -> None:
-    """Search trial. ``params``: what Optuna chose; ``fixed``: the space's fixed settings."""
-    _run({**(fixed or {}), **params}, params, data)
+def train(params: dict[str, Any], fixed: dict[str, Any] | None = None, data: Any = None,
+          experiment: str = "") -> None:
+    """Search trial. ``params``: what Optuna chose; ``fixed``: the space's fixed settings;
+    ``experiment``: the experiment's name (a tag of the trial's Ray metrics)."""
+    _run({**(fixed or {}), **params}, params, data, experiment, "search")
 
 
-def train_confirm(config: dict[str, Any], fixed: dict[str, Any] | None = None, data: Any = None) -> None:
+def train_confirm(config: dict[str, Any], fixed: dict[str, Any] | None = None, data: Any = None,
+                  experiment: str = "") -> None:
     """Confirmation trial: ``config = {"params": <the search trial's parameters>, "seed": S}``
     (a grid point), on the same fixed settings as the search."""
     params = {**config["params"], "seed": int(config["seed"])}
-    _run({**(fixed or {}), **params}, params, data)
+    _run({**(fixed or {}), **params}, params, data, experiment, "confirm")
 
 
-def _run(values: dict[str, Any], params: dict[str, Any], data: Any) -> None:
+def _run(values: dict[str, Any], params: dict[str, Any], data: Any, experiment: str, phase: str) -> None:
     cfg = make_config(upgrade_record(values))  # (experiments recorded before the catalog)
+    # Threads follow resources: Ray's OMP_NUM_THREADS only covers whole CPUs and only a fresh
+    # process (a reused actor keeps the threads of its first trial)
+    torch.set_num_threads(threads_for(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)))
     resume = None
     history: list[dict[str, Any]] = []
     ckpt = tune.get_checkpoint()
@@ -44,18 +52,25 @@ def _run(values: dict[str, Any], params: dict[str, Any], data: Any) -> None:
     restored_from = len(history)  # 0: a fresh start; else the epoch of the checkpoint resumed from
     trial_dir = tune.get_context().get_trial_dir()
     node_id = ray.get_runtime_context().get_node_id()  # which node ran each epoch (multi-node runs)
+    tags = {"experiment": experiment, "phase": phase, "technique": cfg.regularizer,
+            "trial": f"{phase}-{tune.get_context().get_trial_id()}"}  # (the trial table's trial_id)
 
     def report(metrics: dict[str, Any], get_state) -> None:
         # Every checkpoint also carries all epochs' metrics so far and the resolved config: Tune
         # can drop the result of a report that is followed at once by a failure, while the
         # checkpoint itself persists (study.trial_table reads both).
         maybe_fail("before_report", trial_dir, metrics["epoch"])
+        metrics["threads"] = torch.get_num_threads()
         history.append(dict(metrics))
         with tempfile.TemporaryDirectory() as d:
             maybe_fail("checkpoint_write", trial_dir, metrics["epoch"])
             torch.save(get_state(), Path(d) / STATE_FILE)
             (Path(d) / HISTORY_FILE).write_text(json.dumps(
                 {"params": params, "config": cfg.to_dict(), "epochs": history}))
+            # Before the report: Tune takes reports one at a time (the next epoch trains only
+            # once Tune asked for it), and the report a trial ends on (ASHA's stop, max_t) never
+            # returns: Tune stops the trial's thread inside it.
+            ray_metrics.trial_epoch(tags, metrics)
             tune.report({**metrics, "node_id": node_id, "restored_from_epoch": restored_from},
                         checkpoint=tune.Checkpoint.from_directory(d))
         maybe_fail("after_checkpoint", trial_dir, metrics["epoch"])
@@ -76,6 +91,8 @@ def _run(values: dict[str, Any], params: dict[str, Any], data: Any) -> None:
             raise
         raise TrialDiskFull(f"no space left for checkpoints or results under {trial_dir} ({e.strerror}); "
                             "the epochs reported so far are kept") from None
+    finally:  # (also when Tune stops the trial: tune.report raises SystemExit)
+        ray_metrics.trial_ended(tags)
 
 
 class TrialOutOfMemory(RuntimeError):

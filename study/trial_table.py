@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import regularizers
-from .config import make_config
+from . import regularizers, tasks
+from .config import FIELDS, make_config
 from .metrics import NOT_RESULTS, OBJECTIVE, all_metrics
 
 METRICS = all_metrics()
@@ -93,6 +93,50 @@ def upgrade_record(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def dataset_of(task: str, config: Any) -> str:
+    """The ``dataset`` column of a row recorded before the table had one: the setting that names
+    the task's data (``TaskSpec.dataset_key``: the image ``dataset``, the tagging ``corpus``) as
+    the row's ``config`` JSON gives it, else that setting's default, the only data there was then
+    (Tiny ImageNet; the treebank). "?" for a task this code does not know."""
+    try:
+        spec = tasks.get(str(task))
+    except KeyError:
+        return "?"
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            config = None
+    value = config.get(spec.dataset_key) if isinstance(config, dict) else None
+    if value is None or value != value:  # (absent, or NaN in a table read back)
+        value = spec.defaults.get(spec.dataset_key, FIELDS[spec.dataset_key].default)
+    return str(value)
+
+
+def fill_dataset(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its ``dataset`` column (right after ``task``) filled by :func:`dataset_of`
+    where it is missing: the whole column in a table written before it existed, or the rows
+    such a table left in a newer one."""
+    if "task" not in table.columns:
+        return table
+    table = table.copy()
+    if "dataset" not in table.columns:
+        table.insert(table.columns.get_loc("task") + 1, "dataset", np.nan)
+    missing = table["dataset"].isna() | (table["dataset"].astype(str) == "")
+    if missing.any():
+        config = table["config"] if "config" in table.columns else pd.Series(None, index=table.index)
+        known: dict[tuple[str, Any], str] = {}  # (one JSON parse per trial, not per epoch)
+        values = []
+        for task, cfg in zip(table.loc[missing, "task"], config[missing]):
+            key = (str(task), cfg if isinstance(cfg, str) else None)
+            if key not in known:
+                known[key] = dataset_of(*key)
+            values.append(known[key])
+        table["dataset"] = table["dataset"].astype(object)
+        table.loc[missing, "dataset"] = values
+    return table
+
+
 def _nan(v: Any) -> Any:
     return float("nan") if v is None else v
 
@@ -147,7 +191,8 @@ def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[st
         for epoch in sorted(by_epoch):
             r = by_epoch[epoch]
             row = {"experiment": experiment, "phase": phase, "trial_id": f"{phase}-{tid}", "task": cfg.task,
-                   "model": cfg.model, "regularizer": cfg.regularizer, "seed": int(cfg.seed)}
+                   "dataset": cfg.dataset_name, "model": cfg.model, "regularizer": cfg.regularizer,
+                   "seed": int(cfg.seed)}
             for name in searched:
                 if name != "regularizer":
                     row[name] = _nan(params.get(name))
@@ -266,6 +311,7 @@ def keep_lost_trials(table: pd.DataFrame, previous: pd.DataFrame | None,
         table[DIR_MISSING] = False
     if previous is None or previous.empty or not {"phase", "trial_id"} <= set(previous.columns):
         return table
+    previous = fill_dataset(previous)  # (a table written before the column: its kept rows get one too)
     have = set(zip(table["phase"], table["trial_id"])) if not table.empty else set()
 
     def lost(phase: str, trial_id: str) -> bool:

@@ -106,3 +106,11 @@ def isolated_nltk(monkeypatch, one_thread):
 
     monkeypatch.setattr(nltk.data, "path", [])
     monkeypatch.setenv("REGSTUDY_OFFLINE", "1")
+
+
+@pytest.fixture()
+def no_training(monkeypatch):
+    """train_once with run_trial replaced: a bad input must be refused before it is reached."""
+    from study import train_once
+
+    monkeypatch.setattr(train_once, "run_trial", lambda *a, **k: pytest.fail("training started"))

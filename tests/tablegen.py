@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study import tasks
+from study.trial_table import dataset_of
+
 REGULARIZERS = ("none", "l2", "dropout", "augment", "l2_dropout")
 PARAM_COLUMNS = ("lr", "l2", "dropout", "flip_lr_p", "flip_ud_p", "brightness", "contrast_lo",
                  "contrast_hi", "saturation_lo", "saturation_hi", "word_dropout")
@@ -90,14 +93,15 @@ def _curves(reg: str, p: dict[str, float], epochs: int, seed: int, rng: np.rando
 
 
 def _rows(name: str, phase: str, tid: str, reg: str, p: dict[str, float], seed: int, epochs: int,
-          curves: pd.DataFrame, status: str, task: str, model: str) -> pd.DataFrame:
+          curves: pd.DataFrame, status: str, task: str, dataset: str, model: str) -> pd.DataFrame:
     df = curves.copy()
-    for k, v in {"experiment": name, "phase": phase, "trial_id": tid, "task": task, "model": model,
-                 "regularizer": reg, "seed": seed, "max_epochs": epochs, "status": status}.items():
+    for k, v in {"experiment": name, "phase": phase, "trial_id": tid, "task": task, "dataset": dataset,
+                 "model": model, "regularizer": reg, "seed": seed, "max_epochs": epochs, "status": status}.items():
         df[k] = v
     for c in PARAM_COLUMNS:
         df[c] = p.get(c, np.nan)
-    cfg = {"task": task, "model": model, "regularizer": reg, "seed": seed, "epochs": epochs, **p}
+    cfg = {"task": task, tasks.get(task).dataset_key: dataset, "model": model, "regularizer": reg, "seed": seed,
+           "epochs": epochs, **p}
     df["config"] = json.dumps(cfg, sort_keys=True)
     df["searched"] = json.dumps(SEARCHED[reg])
     df["test_loss"] = np.nan
@@ -111,8 +115,11 @@ def _rows(name: str, phase: str, tid: str, reg: str, p: dict[str, float], seed: 
 
 def make_trials(name: str = "fixture", *, regularizers=REGULARIZERS, n_search: int | dict = 4,
                 seeds=(0, 1, 2), max_epochs: int = 12, task: str = "image", model: str = "alexnet",
-                confirm: bool = True, failures: bool = True, seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
-    """(trial table, search trial records for the Optuna study)."""
+                dataset: str | None = None, confirm: bool = True, failures: bool = True,
+                seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+    """(trial table, search trial records for the Optuna study). ``dataset``: the image dataset
+    or corpus (None: the task's default)."""
+    dataset = dataset or dataset_of(task, None)
     rng = np.random.default_rng(seed)
     frames, search_trials = [], []
     k = 0
@@ -158,7 +165,7 @@ def make_trials(name: str = "fixture", *, regularizers=REGULARIZERS, n_search: i
             t["status"], t["curves"] = "errored", t["curves"].iloc[:1]
     for t in search_trials:
         frames.append(_rows(name, "search", t["tid"], t["reg"], t["params"], 0, max_epochs, t["curves"],
-                            t["status"], task, model))
+                            t["status"], task, dataset, model))
         fin = t["curves"]["val_loss"].iloc[-1]
         t["value"] = float(fin) if np.isfinite(fin) else None
     if confirm:
@@ -170,9 +177,9 @@ def make_trials(name: str = "fixture", *, regularizers=REGULARIZERS, n_search: i
             for s in seeds:
                 c = _curves(reg, best["params"], max_epochs, s, np.random.default_rng(1000 * seed + 17 * s + len(reg)))
                 frames.append(_rows(name, "confirm", f"{name}_confirm_{reg}_s{s}", reg, best["params"], s,
-                                    max_epochs, c, "completed", task, model))
+                                    max_epochs, c, "completed", task, dataset, model))
     df = pd.concat(frames, ignore_index=True)
-    front = ["experiment", "phase", "trial_id", "task", "model", "regularizer", "seed", *PARAM_COLUMNS,
+    front = ["experiment", "phase", "trial_id", "task", "dataset", "model", "regularizer", "seed", *PARAM_COLUMNS,
              "max_epochs", "epoch"]
     rest = [c for c in df.columns if c not in front]
     return df[front + rest], search_trials
@@ -212,11 +219,13 @@ def make_experiment(path: str | Path, *, name: str | None = None, optuna_db: boo
     summ = df.sort_values("epoch").groupby("trial_id", sort=False).tail(1)
     summ.to_csv(path / "summary.csv", index=False)
     regs = list(kw.get("regularizers", REGULARIZERS))
+    task = kw.get("task", "image")
     n_search = kw.get("n_search", 4)
     budget = {r: (n_search[r] if isinstance(n_search, dict) else n_search) for r in regs}
     exp = {
         "name": name, "space": "fixture", "command": f"python -m study.run --space fixture --name {name}",
-        "fixed": {"task": kw.get("task", "image"), "model": kw.get("model", "alexnet"), "classes": 25,
+        "fixed": {"task": task, tasks.get(task).dataset_key: kw.get("dataset") or dataset_of(task, None),
+                  "model": kw.get("model", "alexnet"), "classes": 25,
                   "batch_size": 128, "optimizer": "adam", "data": "tiny-imagenet-25 (fake)"},
         "search": {"num_samples": int(sum(budget.values())), "scheduler": "ASHA", "grace_period": GRACE,
                    "reduction_factor": REDUCTION, "max_t": kw.get("max_epochs", 12), "metric": "val_loss",

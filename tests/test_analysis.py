@@ -332,6 +332,144 @@ def test_no_optuna_and_no_confirm(tmp_path):
     assert "n = 1" in text and "could be tested" in text
 
 
+# ---------------------------------------------------------------------------- several datasets
+PAPER = ("image", "tinyimagenet", "alexnet")  # the original report's setting
+OTHER = ("image", "cifar10", "resnet18")
+TWO_REGS = ("none", "l2", "dropout")
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory) -> Path:
+    """An experiment whose table holds two groups, Tiny ImageNet / AlexNet and CIFAR-10 / ResNet-18,
+    analysed and reported; the analysis directory."""
+    d = tablegen.make_experiment(tmp_path_factory.mktemp("two") / "two", optuna_db=False, regularizers=TWO_REGS,
+                                 n_search=3, max_epochs=6)
+    other, _ = tablegen.make_trials("c10", regularizers=TWO_REGS, n_search=3, max_epochs=6, dataset="cifar10",
+                                    model="resnet18", seed=1)
+    table = pd.concat([pd.read_parquet(d / "trials.parquet"), other], ignore_index=True)
+    table.to_parquet(d / "trials.parquet", index=False)
+    from analysis.report import main
+
+    assert main([str(d), "--n-boot", "200"]) == 0
+    return d / "analysis"
+
+
+def test_two_datasets_are_summarised_apart(two_datasets):
+    from analysis.groups import GROUP_KEYS
+
+    out = two_datasets
+    gaps = pd.read_csv(out / "gaps.csv")
+    ps = pd.read_csv(out / "per_seed.csv")
+    long = pd.read_csv(out / "gaps_long.csv")
+    assert set(map(tuple, gaps[GROUP_KEYS].to_numpy())) == {PAPER, OTHER} and len(gaps) == 6
+    assert (gaps["source"] == "confirm").all() and (gaps["n_seeds"] == 3).all()
+    for key, g in gaps.groupby(GROUP_KEYS):
+        g = g.set_index("regularizer")
+        mine = ps[(ps["dataset"] == key[1]) & (ps["model"] == key[2])]
+        assert len(mine) == 9  # 3 techniques x 3 seeds, of this group only
+        means = mine.groupby("regularizer")["final_val_loss"].mean()
+        np.testing.assert_allclose(g["final_val_loss_mean"], means[g.index], rtol=1e-12)
+        # each group's techniques are tested against that group's `none`, Holm across that group
+        l2, none = (mine.loc[mine["regularizer"] == r, "final_val_loss"] for r in ("l2", "none"))
+        assert g.at["l2", "final_val_loss_p"] == pytest.approx(st.ttest_ind(l2, none, equal_var=False).pvalue)
+        sub = long[(long["dataset"] == key[1]) & (long["metric"] == "final_val_loss")]
+        np.testing.assert_allclose(sub["p_holm"], S.holm(sub["p_value"]), rtol=1e-12)
+    budget = pd.read_csv(out / "budget.csv")
+    assert sorted(budget.groupby("dataset")["search_trials"].sum().items()) == [("cifar10", 9), ("tinyimagenet", 9)]
+    md = (out / "report.md").read_text()
+    for title in ("image / cifar10 / resnet18", "image / tinyimagenet / alexnet"):  # (not 6 per type: 3 in each)
+        assert f"{title}: Each regularizer type got the same budget: 3 search trials per type (3 types)." in md
+
+
+def test_paper_values_only_for_tiny_imagenet_alexnet(two_datasets):
+    from study.regularizers import seed_table1
+
+    out = two_datasets
+    t1 = pd.read_csv(out / "table1.csv")
+    tiny = t1[t1["dataset"] == "tinyimagenet"].set_index("regularizer")
+    for reg in TWO_REGS:
+        assert (tiny.at[reg, "paper_train_loss"], tiny.at[reg, "paper_val_loss"]) == seed_table1(reg)
+    assert t1.loc[t1["dataset"] == "cifar10", ["paper_train_loss", "paper_val_loss"]].isna().all().all()
+    blocks = dict(b.split(":", 1) for b in (out / "table1.md").read_text().split("### Table 1 analogue — ")[1:])
+    assert sorted(blocks) == ["image / cifar10 / resnet18", "image / tinyimagenet / alexnet"]
+    assert blocks["image / tinyimagenet / alexnet"].startswith(
+        " loss at epoch 6 (= min(25, max_epochs); the study used epoch 25)\n")
+    assert blocks["image / cifar10 / resnet18"].startswith(" loss at epoch 6 (= min(25, max_epochs))\n")
+    assert "Paper" in blocks["image / tinyimagenet / alexnet"] and "Paper" not in blocks["image / cifar10 / resnet18"]
+    assert (out / "report.html").read_text().count("Paper train / val loss") == 1
+    # the report compares with the original study in its setting only
+    md = (out / "report.md").read_text()
+    study_lines = [ln for ln in md.splitlines() if "original study" in ln or "study used" in ln]
+    assert study_lines and all(ln.startswith(("- **image / tinyimagenet / alexnet:**", "### Table 1 analogue — "
+                                              "image / tinyimagenet / alexnet")) for ln in study_lines), study_lines
+
+
+def test_report_and_figures_per_dataset(two_datasets):
+    out = two_datasets
+    slugs = ("image_cifar10_resnet18", "image_tinyimagenet_alexnet")
+    figures = {f"{f}_{g}" for f in ("curves", "gaps", "strength", "asha") for g in slugs}
+    assert {p.stem for p in (out / "figures").glob("*.png")} == figures  # (no Optuna study: no importances)
+    assert set(json.loads((out / "notes.json").read_text())["figures"]) == figures
+    md = (out / "report.md").read_text()
+    setup = next(ln for ln in md.splitlines() if ln.startswith("- **Task / dataset / model:**"))
+    assert "image / cifar10 / resnet18" in setup and "image / tinyimagenet / alexnet" in setup
+    gap_section = md[md.index("## Gap summary"):md.index("## Conclusion")]
+    assert [ln for ln in gap_section.splitlines() if ln.startswith("### ")] == [
+        "### image / cifar10 / resnet18", "### image / tinyimagenet / alexnet"]
+    conclusion = md[md.index("## Conclusion"):md.index("## Figures")]
+    for title in ("image / cifar10 / resnet18", "image / tinyimagenet / alexnet"):
+        assert f"- **{title}:** " in conclusion
+    for name in figures:
+        assert f"![{name}](figures/{name}.png)" in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(figures)
+    assert "<h3>image / cifar10 / resnet18: loss at epoch 6 (= min(25, max_epochs))</h3>" in html
+
+
+def test_group_names():
+    from analysis.groups import shows_paper, slug, title
+
+    assert title(("image", "cifar10", "tv:resnet50")) == "image / cifar10 / tv:resnet50"
+    assert slug(("image", "cifar10", "tv:resnet50")) == "image_cifar10_tv-resnet50"  # (a file name)
+    assert title(("?", "?", "alexnet")) == "alexnet"
+    assert shows_paper(PAPER) and shows_paper((*PAPER, "l2"))
+    assert not shows_paper(("image", "tinyimagenet", "efficientnet_b0")) and not shows_paper(OTHER)
+
+
+def test_a_table_without_the_dataset_column_gets_it_by_the_rule(tmp_path):
+    """Tables written before the column: the image dataset or corpus from the row's config JSON,
+    else the only data there was then (Tiny ImageNet; the treebank)."""
+    from study.trial_table import keep_lost_trials
+
+    image, _ = tablegen.make_trials("old", regularizers=("none", "l2"), n_search=1, confirm=False, failures=False,
+                                    max_epochs=2)
+    pos, _ = tablegen.make_trials("oldpos", regularizers=("none", "l2"), n_search=1, confirm=False,
+                                  failures=False, max_epochs=2, task="pos", model="rnn")
+    old = pd.concat([image, pos], ignore_index=True).drop(columns="dataset")
+    recorded = {  # trial -> the data setting in its config JSON (None: absent, as the old code wrote it)
+        "old_00000": ("dataset", None), "old_00001": ("dataset", "cifar10"),
+        "oldpos_00000": ("corpus", None), "oldpos_00001": ("corpus", "conll2000")}
+    for tid, (k, v) in recorded.items():
+        cfg = json.loads(old.loc[old["trial_id"] == tid, "config"].iloc[0])
+        cfg.pop(k, None)
+        if v is not None:
+            cfg[k] = v
+        old.loc[old["trial_id"] == tid, "config"] = json.dumps(cfg)
+    want = {"old_00000": "tinyimagenet", "old_00001": "cifar10", "oldpos_00000": "treebank",
+            "oldpos_00001": "conll2000"}
+    for name in ("trials.parquet", "trials.csv"):
+        d = tmp_path / name.split(".")[1]
+        d.mkdir()
+        (old.to_parquet if name.endswith("parquet") else old.to_csv)(d / name, index=False)
+        back = A.load_trials(d)
+        assert back.groupby("trial_id")["dataset"].unique().map(list).to_dict() == {k: [v] for k, v in want.items()}
+    # a refresh that keeps lost trials of an old table (their directories gone) fills theirs too
+    new = image[image["trial_id"] == "old_00000"]
+    kept = keep_lost_trials(new, old, {"search": None})
+    assert kept.groupby("trial_id")["dataset"].first().to_dict() == want
+    assert list(kept.columns).index("dataset") == list(kept.columns).index("task") + 1
+
+
 # ---------------------------------------------------------------------------------- notebooks
 @pytest.mark.parametrize("name", ["gap_analysis", "explore_sweep"])
 def test_notebook_runs(name, experiment, reported):

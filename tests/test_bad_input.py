@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cliout import one_error
 from datagen import damage_zip_entry, make_tiny_imagenet, wnid
 from posgen import make_nltk_data
 from tablegen import make_experiment
@@ -26,19 +27,6 @@ from analysis import summarize as summarize_cli
 from study import cli, experiment_lock, train_once
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def one_error(capsys) -> str:
-    """The one line a command printed on stderr (the test fails if there are more)."""
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
-@pytest.fixture()
-def no_training(monkeypatch):
-    """train_once with run_trial replaced: a bad input must be refused before it is reached."""
-    monkeypatch.setattr(train_once, "run_trial", lambda *a, **k: pytest.fail("training started"))
 
 
 # --- not a classification problem ---------------------------------------------------------------
@@ -348,6 +336,7 @@ def test_interrupted_experiment_is_analysed_as_such(tmp_path, capsys, legacy_exp
     assert gaps.loc["l2", "note"] == "no finished trial (1 interrupted): no result"
     assert np.isnan(gaps.loc["l2", "final_val_loss_mean"])
     assert (gaps.drop(index="l2")["source"] == "search-best").all()  # the finished trials are results
+    assert set(gaps["dataset"]) == {"treebank"}  # (recorded before the column: the corpus, by the rule)
     budget = pd.read_csv(exp / "analysis" / "budget.csv").set_index("regularizer")
     assert budget.loc["l2", "interrupted"] == 1 and budget["completed"].sum() + budget["stopped"].sum() == 2
     md = (exp / "analysis" / "report.md").read_text()

@@ -324,7 +324,9 @@ def restore_tune_state(line: str, phase_dir: Path) -> None:
     """What the message says to do: copy Tune's whole state files into the phase's directory."""
     assert "Ray Tune's saved state is damaged" in line and "Ray Tune's own copies are whole in " in line, line
     staged = Path(line.split("own copies are whole in ", 1)[1].split(": copy its state files")[0])
-    for pattern in ("experiment_state-*", "search_gen_state-*", "searcher-state-*"):
+    patterns = line.split("copy its state files (", 1)[1].split(")", 1)[0].split(", ")
+    assert "callback-states-*" in patterns  # (the sweep's callbacks keep state: the progress metrics)
+    for pattern in patterns:
         for f in staged.glob(pattern):
             shutil.copy(f, phase_dir / f.name)
 

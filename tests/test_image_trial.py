@@ -30,7 +30,9 @@ def build_image_model(cfg, num_classes):
 # --- config -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("values,message", [
     ({"regularizer": "lasso"}, re.escape(UNKNOWN_LASSO) + " \\(or a combination"),
-    ({"model": "resnet"}, "model: unknown value 'resnet' for task 'image'; allowed: " + ", ".join(MODELS)),
+    ({"model": "resnet"}, re.escape("model: unknown value 'resnet' for task 'image'; did you mean resnet18 or "
+                                    "tv:resnet50 or tv:resnet34?; allowed: " + ", ".join(MODELS)
+                                    + ", or tv:NAME for any torchvision classifier")),
     ({"regularizer": "dropout", "dropout": 1.0}, r"dropout: 1.0 is out of range; allowed: \[0, 1\)"),
     ({"regularizer": "l2", "l2": -1e-4}, r"l2: -0.0001 is out of range; allowed: \[0, inf\)"),
     ({"regularizer": "augment", "contrast_lo": 1.2, "contrast_hi": 0.8}, "contrast_lo/contrast_hi: range reversed"),

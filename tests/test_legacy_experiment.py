@@ -34,6 +34,7 @@ def test_recorded_experiment_resumes_and_analyses(legacy):
     exp, nltk_dir = legacy
     before = pd.read_parquet(exp / "trials.parquet")
     assert "interrupted" in set(before.status) and before.trial_id.nunique() == 3
+    assert "dataset" not in before.columns  # (the table had no such column then)
 
     rc = main(["--resume", "--name", "legacy", "--results-dir", str(exp.parent), "--nltk-data", str(nltk_dir)])
     assert rc == 0
@@ -42,6 +43,7 @@ def test_recorded_experiment_resumes_and_analyses(legacy):
     assert len(trials) == 4 and set(trials.status) <= {"completed", "stopped"}
     assert not after.duplicated(["trial_id", "epoch"]).any()
     assert set(trials.regularizer) <= {"none", "l2", "dropout", "l2+dropout"}  # canonical names
+    assert set(after.dataset) == {"treebank"}  # the corpus, for every trial, the recorded ones too
     # the trials that had finished keep their recorded numbers, epoch for epoch
     done = before[before.status.isin(["completed", "stopped"])]
     kept = after.set_index(["trial_id", "epoch"]).loc[list(zip(done.trial_id, done.epoch))]
@@ -58,3 +60,4 @@ def test_recorded_experiment_resumes_and_analyses(legacy):
     assert summarize([str(exp), "--n-boot", "200"]) == 0
     gaps = pd.read_csv(exp / "analysis" / "gaps.csv")
     assert set(gaps.regularizer) == set(trials.regularizer) and "none" in set(gaps.regularizer)
+    assert set(gaps.dataset) == {"treebank"}

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from analysis import report as report_cli
 from analysis import summarize as summarize_cli
-from study import regularizers, tasks, train_once
+from study import datasets, regularizers, tasks, train_once
 from study.config import _BOOL_WORDS, CHOICES, RANGES, ConfigError, TrialConfig, known_settings, make_config
 
 EXAMPLES = settings(max_examples=25, deadline=None, derandomize=True, database=None,
@@ -81,9 +81,15 @@ def number_ok(key: str, ctx: dict[str, str], text: str) -> bool:
 
 def values_and_oracle(key: str, ctx: dict[str, str]):
     """(strategy of command-line texts, oracle: True valid, False refused, None either)."""
+    if key == "classes":  # a number of classes, or all of them
+        return st.one_of(number_texts(key, ctx), st.sampled_from(["all", "ALL", "none"])), (
+            lambda t: t.strip().lower() in ("all", "none") or number_ok(key, ctx, t))
     if key in CATALOG or key in RANGES:
         return number_texts(key, ctx), (
             lambda t: None if key in RANGE_CROSSED and number_ok(key, ctx, t) else number_ok(key, ctx, t))
+    if key == "dataset":
+        allowed = tuple(datasets.names())
+        return st.one_of(st.sampled_from(allowed), ARGV_TEXT), lambda t: t.strip() in allowed
     if key in CHOICES or key in ("task", "model"):
         allowed = CHOICES.get(key) or (tuple(tasks.names()) if key == "task" else tuple(tasks.get("image").models))
         return st.one_of(st.sampled_from(allowed), ARGV_TEXT), lambda t: t.strip() in allowed
@@ -116,7 +122,7 @@ def names_key(message: str, key: str) -> bool:
 
 def test_every_setting_has_a_strategy():
     assert set(known_settings()) == set(RANGES) | set(CATALOG) | set(CHOICES) | {
-        "task", "model", "regularizer", "class_list", "download_md5", *URLS, *PATHS} | {
+        "task", "dataset", "model", "regularizer", "class_list", "download_md5", *URLS, *PATHS} | {
         k for k, f in TrialConfig.__dataclass_fields__.items() if isinstance(f.default, bool)}
 
 
@@ -137,7 +143,9 @@ def test_set_value_builds_a_config_or_is_refused_naming_the_key(key):
             assert oracle(text) is not True, f"{key}={text!r} is valid but was refused: {e}"
             return
         assert oracle(text) is not False, f"{key}={text!r} should be refused; built {cfg}"
-        if key in RANGES:
+        if key == "classes" and text.strip().lower() in ("all", "none"):
+            assert cfg.classes is None
+        elif key in RANGES:
             assert float(getattr(cfg, key)) == float(text.strip())
         if key in CATALOG:
             assert cfg.strengths[key] == float(text.strip())

@@ -110,6 +110,8 @@ def test_the_ensemble_space_searches_both_strengths():
 
 @pytest.mark.parametrize("name,task,model", [("all", "image", "alexnet"),
                                              ("all_efficientnet", "image", "efficientnet_b0"),
+                                             ("cifar10_all", "image", "resnet18"),
+                                             ("cifar100_all", "image", "resnet18"),
                                              ("pos_all", "pos", "rnn")])
 def test_all_spaces_are_conditional_on_the_regularizer(name, task, model):
     space = load_space(name)
@@ -135,6 +137,16 @@ def test_all_spaces_are_conditional_on_the_regularizer(name, task, model):
     searched = set(space.searched_names())
     for reg, sub in choices.items():
         assert set(sub) <= searched and set(sub) <= set(regularizers.parse(reg).setting_names())
+
+
+@pytest.mark.parametrize("name,dataset,holes_at_most", [("cifar10_all", "cifar10", 20), ("cifar100_all", "cifar100", 12)])
+def test_cifar_spaces_study_their_dataset_at_its_own_size(name, dataset, holes_at_most):
+    """32 px images: the spaces keep them at 32 (the small-image ResNet-18) and Cutout's square
+    stays within the image (the Cutout paper: 16 px on CIFAR-10, 8 on CIFAR-100)."""
+    space = load_space(name)
+    cfg = make_config(space.fixed)
+    assert (cfg.dataset, cfg.image_size, cfg.classes) == (dataset, 32, None)
+    assert space.search["regularizer"]["choices"]["cutout"]["cutout_size"]["high"] == holes_at_most
 
 
 def test_all_efficientnet_covers_the_image_catalog():

@@ -15,7 +15,7 @@ from posgen import make_nltk_data
 from study.run import main
 from study.trial_table import read_trial_rows
 
-REQUIRED = {"experiment", "phase", "trial_id", "task", "model", "regularizer", "seed", "lr", "l2", "dropout",
+REQUIRED = {"experiment", "phase", "trial_id", "task", "dataset", "model", "regularizer", "seed", "lr", "l2", "dropout",
             "max_epochs", "epoch", "train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss",
             "val_acc", "gap_loss", "gap_acc", "test_loss", "test_acc", "status", "config", "searched"}
 
@@ -51,6 +51,8 @@ def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, 
     exp = results / "exp"
     table = pd.read_parquet(exp / "trials.parquet")
     assert REQUIRED <= set(table.columns)
+    assert list(table.columns).index("dataset") == list(table.columns).index("task") + 1
+    assert set(table.dataset) == {"tinyimagenet"}  # (the default dataset, read from --data)
     search = table[table.phase == "search"]
     assert search.trial_id.nunique() == 6
     # each epoch of each trial exactly once, epochs 1..n without holes
@@ -127,7 +129,7 @@ def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, 
         assert (out_dir / name).exists(), name
     gaps = pd.read_csv(out_dir / "gaps.csv")
     row = gaps[gaps.regularizer == "l2+dropout"].iloc[0]
-    assert row.n_seeds == 2 and row.source == "confirm"
+    assert row.n_seeds == 2 and row.source == "confirm" and row.dataset == "tinyimagenet"
     final = conf.sort_values("epoch").groupby("trial_id").val_loss.last()
     val_col = [c for c in gaps.columns if "val_loss" in c and c.endswith("_mean") and "final" in c][0]
     assert row[val_col] == pytest.approx(final.mean())
@@ -141,6 +143,7 @@ def test_pos_sweep(cluster, tmp_path):
     assert rc == 0
     t = pd.read_parquet(results / "pos" / "trials.parquet")
     assert set(t.task) == {"pos"} and set(t.model) == {"rnn"} and t.trial_id.nunique() == 2
+    assert set(t.dataset) == {"treebank"}  # for tagging, the corpus
     assert t.val_acc.between(0, 1).all() and "test_acc_oov" in t.columns
 
 
@@ -176,6 +179,7 @@ def test_trial_table_statuses_dedupe_and_atomic_write(tmp_path, monkeypatch):
     assert per.epochs.to_dict() == {"search-a": [1, 2, 3], "search-b": [1], "search-c": [1, 2], "search-d": [1, 2]}
     assert t[(t.trial_id == "search-a") & (t.epoch == 2)].val_loss.item() == 1.4
     assert (t.lr == 0.001).all() and (t.dropout == 0.3).all() and (t.max_epochs == 3).all()
+    assert (t.dataset == "tinyimagenet").all()
     live = trial_table.collect(tmp_path / "search", experiment="x", phase="search", fixed=fixed,
                                searched=["lr", "dropout"], statuses=None)
     assert set(live.status) == {"running", "diverged"} and live.trial_id.nunique() == 5

@@ -31,12 +31,14 @@ class Task:
 class ModelSpec:
     """A model of a task: ``build(cfg, n_outputs, hooks)``; ``accepts``: the regularizer hook keys
     (see ``study.regularizers.technique``) it knows where to apply; ``input_sizes``: the smallest
-    and largest ``image_size`` its layers accept (None: not an image model); ``pretrained``:
-    it can start from the weights named by the ``pretrained`` setting."""
+    and largest ``image_size`` its layers accept (None: not an image model, or see ``fits``);
+    ``pretrained``: it can start from the weights named by the ``pretrained`` setting; ``fits``:
+    ``fits(image_size)`` says why a side does not fit the model (None: it does)."""
     build: Callable[..., nn.Module]
     accepts: frozenset[str] = frozenset()
     input_sizes: tuple[int, float] | None = None
     pretrained: bool = False
+    fits: Callable[[int], str | None] | None = None
 
 
 @dataclass(frozen=True)
