@@ -43,12 +43,13 @@ def argv_of(space: str | os.PathLike | None, options: dict[str, Any]) -> list[st
     flag (``resume=True``) is ``--resume``, ``set={"lr": 0.01}`` is ``--set lr=0.01``."""
     from .run import parser
 
-    actions = {a.dest: a for a in parser()._actions if a.option_strings}
+    actions = {a.dest: a for a in parser()._actions
+               if a.option_strings and a.dest not in ("help", "list_spaces", "list_regularizers", "space")}
     argv = [] if space is None else ["--space", os.fspath(space)]
     for key, value in options.items():
         action = actions.get(key)
-        if action is None or key in ("help", "list_spaces", "list_regularizers"):
-            allowed = sorted(k for k in actions if k not in ("help", "list_spaces", "list_regularizers"))
+        if action is None:
+            allowed = sorted(actions)
             raise TypeError(f"study.sweep: unknown option {key!r}; options: {', '.join(allowed)}")
         flag = action.option_strings[-1]
         if action.nargs == 0:  # (store_true)
@@ -118,14 +119,15 @@ def load(path: str | os.PathLike) -> Loaded:
     ``$REGSTUDY_OPTUNA_STORAGE``). Raises ConfigError for a directory that is not an experiment."""
     import optuna
 
-    from analysis.loading import load_experiment, load_trials, study_storage
+    from analysis.loading import load_trials, study_storage
 
     from . import optuna_storage
+    from .experiment_dir import RECORD, read_record
 
     d = Path(path).expanduser()
-    if not (d / "experiment.json").is_file():
-        raise ConfigError(f"{d}: no experiment.json (not an experiment directory of study.run)")
-    record = load_experiment(d)
+    if not (d / RECORD).is_file():
+        raise ConfigError(f"{d}: no {RECORD} (not an experiment directory of study.run)")
+    record = read_record(d)  # (ConfigError for a broken record, as documented)
     table = load_trials(d)
     url = study_storage(d, record)
     storage = optuna_storage.open_storage(url)

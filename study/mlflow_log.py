@@ -11,19 +11,18 @@ continued sweep takes it from this process's memory or ``$REGSTUDY_MLFLOW``.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from .config import ConfigError, make_config
-from .redact import redact
+from .redact import Passwords, redact
 from .sweep_progress import trial_status
 from .trial_table import trial_params, upgrade_record
 
 ENV = "REGSTUDY_MLFLOW"
 INSTALL = "--mlflow needs MLflow: pip install -e '.[watch]' (or pip install mlflow-skinny)"
-_URIS: dict[str, str] = {}  # redacted URI -> the URI: this process's memory only
+_URIS = Passwords(ENV)
 
 
 def check(uri: str) -> None:
@@ -35,23 +34,19 @@ def check(uri: str) -> None:
     if "://" not in uri and not uri.startswith(("file:", "databricks")):
         raise ConfigError(f"--mlflow {redact(uri)}: expected a tracking URI (sqlite:///PATH, "
                           "http://HOST:PORT, postgresql://..., file:///DIR)")
-    _URIS[redact(uri)] = uri
+    _URIS.remember(uri)
 
 
 def with_password(recorded: str) -> str:
-    if "***" not in recorded:
-        return recorded
-    if recorded in _URIS:
-        return _URIS[recorded]
-    env = os.environ.get(ENV)
-    if env and redact(env) == recorded:
-        return env
+    found = _URIS.find(recorded)
+    if found is not None:
+        return found
     raise ConfigError(f"the sweep logs to MLflow at {recorded}: set {ENV} to that URI with its password")
 
 
 class TrialRuns(MLflowLoggerCallback):
     def __init__(self, uri: str, experiment: str, phase: str, fixed: dict[str, Any]):
-        _URIS[redact(uri)] = uri
+        _URIS.remember(uri)
         super().__init__(tracking_uri=uri, experiment_name=experiment,
                          tags={"experiment": experiment, "phase": phase}, save_artifact=False)
         self.fixed = dict(fixed)

@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 
 from .config import ConfigError
-from .redact import redact
+from .redact import Passwords, redact
 
 ENV = "REGSTUDY_OPTUNA_STORAGE"
 JOURNAL = "journal:"
@@ -28,7 +28,6 @@ DEFAULT_FILE = "optuna.db"
 # experiment.json of experiments recorded before storages were recorded redacted
 LEGACY_USER_GIVEN = "(user-given: --optuna-storage)"
 
-_PASSWORDS: dict[str, str] = {}  # redacted URL -> the URL: this process's memory only
 
 
 def default_url(exp_dir: Path) -> str:
@@ -60,6 +59,9 @@ def normalise(url: str) -> str:
     return url
 
 
+_PASSWORDS = Passwords(ENV, normalise)  # the storages given to this process, or $REGSTUDY_OPTUNA_STORAGE
+
+
 def _journal_path(url: str) -> Path | None:
     return Path(url[len(JOURNAL):]) if url.startswith(JOURNAL) else None
 
@@ -72,7 +74,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
         journal.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(journal)))
-    _PASSWORDS[redact(url)] = url
+    _PASSWORDS.remember(url)
     # pre-ping: a sweep runs for days; a server restart or an idle timeout must not end it
     kwargs = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
     return RDBStorageWithoutPassword(url, engine_kwargs=kwargs)
@@ -95,13 +97,10 @@ class RDBStorageWithoutPassword(optuna.storages.RDBStorage):
 def with_password(recorded: str) -> str:
     """The URL whose redacted form is ``recorded``: from this process's memory or the
     environment. Raises ConfigError naming what to set where the password is not known."""
-    if redact(recorded) != recorded or "***" not in recorded:
-        return recorded  # no password in it
-    if recorded in _PASSWORDS:
-        return _PASSWORDS[recorded]
+    found = _PASSWORDS.find(recorded)
+    if found is not None:
+        return found
     env = os.environ.get(ENV)
-    if env and redact(normalise(env)) == recorded:
-        return normalise(env)
     raise ConfigError(f"the Optuna study is in {recorded}: set {ENV} to that URL with its password"
                       + (f" ({ENV} is set to another storage: {redact(env)})" if env else ""))
 

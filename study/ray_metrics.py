@@ -26,13 +26,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from .metrics import STATUSES as TABLE_STATUSES
+
 PREFIX = "regstudy_"  # Ray's own metrics are ray_<name>: ours stay apart as ray_regstudy_<name>
 TRIAL_METRICS = ("epoch", "train_loss", "train_clean_loss", "val_loss", "gap_loss", "samples_per_s")
 TRIAL_TAGS = ("experiment", "phase", "technique", "trial")
 # The driver's trial statuses: the trial table's (study.metrics.STATUSES) as Tune sees them live,
 # plus "pending" (waiting, or not proposed yet). ("interrupted" is the table's word, after the fact,
 # for the trials still running when the driver stopped.)
-STATUSES = ("pending", "running", "completed", "stopped", "errored", "diverged")
+STATUSES = ("pending",) + tuple(s for s in TABLE_STATUSES if s != "interrupted")
 KEEPALIVE_S = 2.0
 
 GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {

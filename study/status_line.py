@@ -15,6 +15,8 @@ import time
 
 from .sweep_progress import SweepProgress
 
+NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"  # Ray Tune's choice of output engine (see tune_output)
+
 
 def clock(seconds: float) -> str:
     s = int(round(seconds))
@@ -85,5 +87,3 @@ def tune_output(verbose: bool):
         else:
             os.environ[NEW_OUTPUT_ENV] = saved
 
-
-NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"

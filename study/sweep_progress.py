@@ -13,7 +13,7 @@ from ray import tune
 from . import ray_metrics
 from .config import make_config
 from .metrics import OBJECTIVE
-from .trial_table import trial_params, upgrade_record
+from .trial_table import table_status, trial_params, upgrade_record
 
 STEP_EVERY_S = 1.0  # Tune steps many times a second; the gauges need far less
 
@@ -22,12 +22,15 @@ def trial_status(tune_status: str, ended: str | None, last_result: dict[str, Any
     """The trial table's status (study.trial_table.collect) as far as the driver sees it now:
     ``ended`` is "done" or "errored" once Tune said so (its own status may lag behind)."""
     if ended == "errored" or tune_status == "ERROR":
-        return "errored"
-    if ended == "done" or tune_status == "TERMINATED":
-        if last_result.get("diverged"):
-            return "diverged"
-        return "completed" if int(last_result.get("epoch") or 0) >= max_epochs else "stopped"
-    return "running" if tune_status == "RUNNING" else "pending"
+        view = "errored"
+    elif ended == "done" or tune_status == "TERMINATED":
+        view = "done"
+    elif tune_status == "RUNNING":
+        view = "running"
+    else:
+        return "pending"  # (not in the table yet: no epoch reported)
+    return table_status(view, full=int(last_result.get("epoch") or 0) >= max_epochs,
+                        diverged=bool(last_result.get("diverged")))
 
 
 class SweepProgress(tune.Callback):
@@ -91,7 +94,8 @@ class SweepProgress(tune.Callback):
         if isinstance(value, (int, float)) and math.isfinite(value):
             technique = self._trial(trial)[0]
             self.best[technique] = min(self.best.get(technique, math.inf), float(value))
-        self.publish(trials)
+        # (published by on_step_end within STEP_EVERY_S: counting every trial on every result
+        # would grow with trials x results)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._ended[str(trial.trial_id)] = "done"

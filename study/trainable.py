@@ -16,7 +16,7 @@ from .config import make_config
 from .faults import maybe_fail
 from .resources import threads_for
 from .training import Diverged, run_trial
-from .trial_table import upgrade_record
+from .trial_table import table_trial_id, upgrade_record
 
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.json"
@@ -53,7 +53,7 @@ def _run(values: dict[str, Any], params: dict[str, Any], data: Any, experiment: 
     trial_dir = tune.get_context().get_trial_dir()
     node_id = ray.get_runtime_context().get_node_id()  # which node ran each epoch (multi-node runs)
     tags = {"experiment": experiment, "phase": phase, "technique": cfg.regularizer,
-            "trial": f"{phase}-{tune.get_context().get_trial_id()}"}  # (the trial table's trial_id)
+            "trial": table_trial_id(phase, tune.get_context().get_trial_id())}
 
     def report(metrics: dict[str, Any], get_state) -> None:
         # Every checkpoint also carries all epochs' metrics so far and the resolved config: Tune

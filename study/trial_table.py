@@ -29,6 +29,26 @@ def trial_id_of(trial_dir: Path | str) -> str:
     return name[len(TRIAL_DIR_PREFIX):] if name.startswith(TRIAL_DIR_PREFIX) else name
 
 
+def table_trial_id(phase: str, tune_trial_id: str) -> str:
+    """The trial table's ``trial_id``: Tune's id, prefixed by the phase (ids repeat across phases)."""
+    return f"{phase}-{tune_trial_id}"
+
+
+def table_status(view: str | None, *, full: bool, diverged: bool, finished: bool = False) -> str:
+    """A trial's status in the table (study.metrics.STATUSES), from Tune's view of it (``view``:
+    "done", "errored", "interrupted", "running" or None: see :func:`collect`), whether it reached
+    its epoch budget and whether it diverged. The one rule for the table and the live metrics."""
+    if diverged:
+        return "diverged"
+    if view in ("errored", "interrupted", "running"):
+        return view
+    if view == "done":
+        return "completed" if full else "stopped"  # (ASHA stopped it early)
+    if finished:
+        return "completed" if full else "errored"  # (finished phases have a status per trial)
+    return "running"
+
+
 def read_trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
     path = trial_dir / "result.json"
     rows = []
@@ -173,24 +193,14 @@ def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[st
         if statuses is not None and tid not in statuses:
             continue
         cfg = make_config(upgrade_record({**fixed, **params}))
-        status = (statuses or {}).get(tid)
-        full = max(by_epoch) >= cfg.epochs
-        if any(bool(r.get("diverged")) for r in by_epoch.values()):
-            status = "diverged"
-        elif status in ("errored", "interrupted", "running"):
-            pass
-        elif status == "done":
-            status = "completed" if full else "stopped"
-        elif finished:
-            status = "completed" if full else "errored"  # (finished phases have a status per trial)
-        else:
-            status = "running"
+        status = table_status((statuses or {}).get(tid), full=max(by_epoch) >= cfg.epochs,
+                              diverged=any(bool(r.get("diverged")) for r in by_epoch.values()), finished=finished)
         failures, error = read_failures(trial_dir)
         config_json = json.dumps(cfg.to_dict(), sort_keys=True)
         searched_json = json.dumps([s for s in searched if s != "regularizer"])
         for epoch in sorted(by_epoch):
             r = by_epoch[epoch]
-            row = {"experiment": experiment, "phase": phase, "trial_id": f"{phase}-{tid}", "task": cfg.task,
+            row = {"experiment": experiment, "phase": phase, "trial_id": table_trial_id(phase, tid), "task": cfg.task,
                    "dataset": cfg.dataset_name, "model": cfg.model, "regularizer": cfg.regularizer,
                    "seed": int(cfg.seed)}
             for name in searched:

@@ -86,9 +86,8 @@ class Page:
                 out.append(f"{p['entry'].get('text', '')} {p['entry'].get('url', '')}".strip())
         return out
 
-    async def screenshot(self, path: Path, full_page: bool = False) -> Path:
-        extra = {"captureBeyondViewport": True} if full_page else {}
-        shot = await self.call("Page.captureScreenshot", format="png", **extra)
+    async def screenshot(self, path: Path) -> Path:
+        shot = await self.call("Page.captureScreenshot", format="png")
         Path(path).write_bytes(base64.b64decode(shot["data"]))
         return Path(path)
 

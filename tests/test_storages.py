@@ -126,7 +126,7 @@ def test_postgresql_sweep_sigkill_resume_confirm_analysis_and_no_password(
     assert (imp.n_trials >= 3).all()
     # in a fresh process without the variable: no study, and a warning saying what to set
     monkeypatch.delenv("REGSTUDY_OPTUNA_STORAGE")
-    monkeypatch.setattr(optuna_storage, "_PASSWORDS", {})  # (what this process was given)
+    monkeypatch.setattr(optuna_storage._PASSWORDS, "known", {})  # (what this process was given)
     from analysis.loading import load_study
     assert load_study(exp) is None and "set REGSTUDY_OPTUNA_STORAGE" in caplog.text
 
@@ -189,7 +189,7 @@ def test_storage_urls_recorded_without_password_and_continued_with_it(tmp_path, 
     exp = tmp_path / "e"
     assert optuna_storage.for_experiment("sqlite:///optuna.db", exp) == f"sqlite:///{exp}/optuna.db"
     recorded = optuna_storage.record(url)
-    monkeypatch.setattr(optuna_storage, "_PASSWORDS", {})
+    monkeypatch.setattr(optuna_storage._PASSWORDS, "known", {})
     monkeypatch.delenv("REGSTUDY_OPTUNA_STORAGE", raising=False)
     with pytest.raises(ConfigError, match=r"in postgresql://u:\*\*\*@127.0.0.1:5/db: set REGSTUDY_OPTUNA_STORAGE"):
         optuna_storage.for_experiment(recorded, exp)

@@ -2,8 +2,6 @@
 and the concurrency when --cpus-per-trial is not given (study.resources)."""
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 import pytest
 
@@ -43,10 +41,11 @@ def cluster4():
     are what is tested; the trials train on the CPU)."""
     import ray
 
-    os.environ["REGSTUDY_OFFLINE"] = "1"
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REGSTUDY_OFFLINE", "1")
+        ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
+        yield
+        ray.shutdown()
 
 
 @pytest.mark.parametrize("flags, trials, want_threads", [

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,21 @@ def default_cache_dir(cfg: TrialConfig) -> Path:
     if cfg.cache_dir:
         return Path(os.path.expanduser(cfg.cache_dir))  # (Path.expanduser raises for an unknown ~user)
     return Path(os.path.expanduser(os.environ.get("REGSTUDY_CACHE", "~/.cache/regstudy")))
+
+
+def file_identity(path: Path) -> str:
+    """A source file's part of a cache key: its resolved path, size and mtime."""
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def tree_identity(root: Path, files: Iterable[tuple[str, int | None, int | None]]) -> str:
+    """A source directory's part of a cache key: its resolved path and a digest of the
+    ``(relative path, size, mtime_ns)`` of the files it is read from (None: missing)."""
+    h = hashlib.sha256()
+    for rel, size, mtime in files:
+        h.update(f"{rel}|{size}|{mtime}\n".encode())
+    return f"{root.resolve()}|{h.hexdigest()}"
 
 
 def entry_dir(cfg: TrialConfig, dataset: str, identity: list[Any], classes: list[str]) -> Path:

@@ -13,7 +13,6 @@ numbers and strings), so a file that asks for anything more is refused, not run.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import pickle
 import tarfile
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import cache
 from .spec import DataError, DatasetSpec, Listing, register, select_first
 
 if TYPE_CHECKING:  # (config imports the dataset table, which imports this module)
@@ -180,14 +180,12 @@ class _Source:
 
     def identity(self) -> str:
         if self.tar:
-            st = self.path.stat()
-            return f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        h = hashlib.sha256()
+            return cache.file_identity(self.path)
+        files = []
         for rel in self.wanted:
-            p = self.root / rel
-            st = p.stat() if p.exists() else None
-            h.update(f"{rel}|{st and st.st_size}|{st and st.st_mtime_ns}\n".encode())
-        return f"{self.root.resolve()}|{h.hexdigest()[:16]}"
+            st = (self.root / rel).stat() if (self.root / rel).exists() else None
+            files.append((rel, st and st.st_size, st and st.st_mtime_ns))
+        return cache.tree_identity(self.root, files)
 
 
 def _names(src: _Source) -> list[str]:

@@ -21,7 +21,6 @@ of every file's relative path, size and mtime), so adding, removing or editing a
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 import zlib
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from . import image_files
+from . import cache, image_files
 from .spec import SPLITS, DataError, DatasetSpec, Listing, register, select_first
 
 if TYPE_CHECKING:  # (config imports the dataset table, which imports this module)
@@ -128,12 +127,9 @@ class _Source:
 
     def identity(self) -> str:
         if self.zip:
-            st = self.path.stat()
-            return f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        h = hashlib.sha256()
-        for rel in sorted(r for r in self.sizes if is_image(r)):  # (a README changes nothing decoded)
-            h.update(f"{rel}|{self.sizes[rel][0]}|{self.sizes[rel][1]}\n".encode())
-        return f"{self.path.resolve()}|{h.hexdigest()}"
+            return cache.file_identity(self.path)
+        return cache.tree_identity(self.path, ((rel, *self.sizes[rel]) for rel in sorted(self.sizes)
+                                               if is_image(rel)))  # (a README changes nothing decoded)
 
 
 # --- the layout --------------------------------------------------------------------------------

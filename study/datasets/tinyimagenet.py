@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from . import cache
 from .image_files import decode
 from .spec import DataError, DatasetSpec, Listing, register, select_first
 
@@ -87,8 +88,7 @@ class _Source:
         return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
 
     def identity(self) -> str:
-        st = self.path.stat()
-        return f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        return cache.file_identity(self.path)
 
 
 def select_classes(wnids: list[str], n: int | None, class_list: tuple[str, ...] | None) -> list[str]:

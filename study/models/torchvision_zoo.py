@@ -60,22 +60,24 @@ def _raw(name: str, num_classes: int, image_size: int | None, sd: float | None) 
 
 
 @functools.cache
-def _structure(name: str) -> nn.Module:
-    """The model with two outputs, built on the meta device (no memory) where its builder allows."""
-    try:
-        with torch.device("meta"):
-            return _raw(name, 2, None, None)
-    except NotImplementedError:  # (RegNet computes its widths with tensors: build it for real)
-        return _raw(name, 2, None, None)
-
-
-@functools.cache
-def _has_stochastic_depth(name: str) -> bool:
-    # torchvision's drop-path module in the model (some builders swallow unknown arguments, so
-    # taking the argument does not prove the model uses it)
+def _hooks(name: str) -> frozenset[str]:
+    """The regularizer hooks the model takes, read off its structure: built once with two
+    outputs on the meta device (no memory) where its builder allows; only the answer is kept."""
     from torchvision.ops import StochasticDepth
 
-    return any(isinstance(m, StochasticDepth) for m in _structure(name).modules())
+    try:
+        with torch.device("meta"):
+            m = _raw(name, 2, None, None)
+    except NotImplementedError:  # (RegNet computes its widths with tensors: build it for real)
+        m = _raw(name, 2, None, None)
+    hooks = set()
+    if _final_linear(m) is not None or _dropout_sites(m):
+        hooks.add("dropout_layer")
+    # torchvision's drop-path module in the model (some builders swallow unknown arguments, so
+    # taking ``stochastic_depth_prob`` does not prove the model uses it)
+    if any(isinstance(x, StochasticDepth) for x in m.modules()):
+        hooks.add("stochastic_depth")
+    return frozenset(hooks)
 
 
 def _head_name(model: nn.Module) -> str | None:
@@ -99,13 +101,8 @@ def _dropout_sites(model: nn.Module) -> list[tuple[nn.Module, str]]:
     return [(p, a) for p in parents for a, c in p.named_children() if isinstance(c, nn.Dropout)]
 
 
-def _takes_dropout(name: str) -> bool:
-    m = _structure(name)
-    return _final_linear(m) is not None or bool(_dropout_sites(m))
-
-
 def build(name: str, cfg: TrialConfig, num_classes: int, hooks: Hooks) -> nn.Module:
-    sd = hooks.get("stochastic_depth", 0.0) if _has_stochastic_depth(name) else None
+    sd = hooks.get("stochastic_depth", 0.0) if "stochastic_depth" in _hooks(name) else None
     model = _raw(name, num_classes, cfg.image_size, sd)
     if cfg.pretrained:
         head = _head_name(model)  # (SqueezeNet's head is a convolution: classifier.1)
@@ -147,7 +144,5 @@ def spec(key: str) -> ModelSpec | None:
 
 @functools.cache
 def _spec(name: str) -> ModelSpec:
-    accepts = ({"dropout_layer"} if _takes_dropout(name) else set()) | (
-        {"stochastic_depth"} if _has_stochastic_depth(name) else set())
-    return ModelSpec(functools.partial(build, name), accepts=frozenset(accepts), input_sizes=None,
+    return ModelSpec(functools.partial(build, name), accepts=_hooks(name), input_sizes=None,
                      pretrained=True, fits=functools.partial(fits, name))
