@@ -202,9 +202,10 @@ def run_sweep(args, asha: bool, t0: float, results: Path) -> dict:
     for d in sorted((results / name / "ray" / "search").glob("trial_*")):
         rows = [r for r in read_trial_rows(d) if "epoch" in r]
         for r in rows:
-            # (Tune's timestamp is whole seconds: the curve is as fine as that)
-            events.append({"t": r["timestamp"] - t0, "trial": d.name, "epoch": int(r["epoch"]),
-                           "val_loss": float(r["val_loss"]), "epoch_time_s": float(r["epoch_time_s"])})
+            # (reported_at: the trainable's own stamp, to the microsecond, where it has one)
+            events.append({"t": r.get("reported_at", r["timestamp"]) - t0, "trial": d.name, "epoch": int(r["epoch"]),
+                           "val_loss": float(r["val_loss"]),
+                           "epoch_time_s": float(r["epoch_time_s"]) + float(r.get("checkpoint_time_s") or 0.0)})
         if rows:  # inside the trainable, outside the epochs: setup, data, checkpoints, reports
             outside.append((rows[0]["timestamp"], rows[-1]["time_total_s"] - sum(r["epoch_time_s"] for r in rows)))
     first = min(events, key=lambda e: e["t"])

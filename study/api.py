@@ -107,10 +107,14 @@ def experiment_path(space, options: dict[str, Any]) -> Path:
     """Where ``study.sweep(space, **options)`` writes its experiment."""
     from .experiment_dir import experiment_dir
     from .run import DEFAULT_SPACE
+    from .results_location import is_uri, mirror_dir
     from .spaces import load_space
 
     name = options.get("name") or load_space(os.fspath(space or DEFAULT_SPACE)).name
-    return experiment_dir(Path(options.get("results_dir") or "results"), name)
+    results = str(options.get("results_dir") or "results")
+    if is_uri(results):  # (a bucket: the driver's copy of the experiment's files, on this machine)
+        return mirror_dir(results, name)
+    return experiment_dir(Path(results), name)
 
 
 def load(path: str | os.PathLike) -> Loaded:

@@ -7,7 +7,9 @@ cross-entropy on a fixed sample of the training split), ``val_loss``/``val_acc``
 (val_loss - train_clean_loss), ``gap_acc`` (train_clean_acc - val_acc), ``learning_rate``, one
 ``<technique>_term`` per technique that adds a penalty (``l1_term``, ``l2_term``: the term's value,
 not in train_loss), ``epoch_time_s``, ``samples_per_s``, ``threads`` (the trial's torch intra-op
-threads in a sweep: a record of its resources, not a result; NaN where not recorded); after the
+threads in a sweep: a record of its resources, not a result; NaN where not recorded),
+``checkpoint_time_s`` (seconds to write the epoch's checkpoint in a sweep; 0 for an epoch that
+wrote none, ``--checkpoint-every``; NaN where not recorded); after the
 last epoch ``test_loss``, ``test_acc`` (and ``test_loss_oov``, ``test_acc_oov`` for tagging).
 """
 from __future__ import annotations
@@ -33,5 +35,6 @@ def penalty_metrics() -> tuple[str, ...]:
 
 def all_metrics() -> tuple[str, ...]:
     """Every per-epoch column of the trial table, in order."""
-    return (EPOCH_METRICS + ("learning_rate",) + penalty_metrics() + ("epoch_time_s", "samples_per_s", "threads")
+    return (EPOCH_METRICS + ("learning_rate",) + penalty_metrics() + ("epoch_time_s", "samples_per_s", "threads",
+                                                                   "checkpoint_time_s")
             + TEST_METRICS + ("diverged",))

@@ -17,13 +17,14 @@ import threading
 import time
 from pathlib import Path
 
-from . import experiment_lock, optuna_storage, prometheus, ray_dashboard, regularizers
+from . import experiment_lock, optuna_storage, prometheus, ray_dashboard, regularizers, results_location
 from .config import SEED_MAX, ConfigError, make_config, parse_set
 from .experiment_dir import (RECORD, TUNE_STATE, check_in_place, check_location, check_name, check_tune_state,
                              experiment_dir, read_record)
 from .errors import USER_ERRORS
 from .redact import redact
 from .regularizers import CatalogError, Setting
+from .results_location import is_uri
 from .spaces import Space, describe_all, load_space, validate_space
 from .trial_table import DIR_MISSING, upgrade_record
 
@@ -38,7 +39,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list-regularizers", action="store_true",
                    help="print the regularizer catalog (name, tasks, settings=defaults) and exit")
     p.add_argument("--name", help="experiment name (default: the space name)")
-    p.add_argument("--results-dir", type=Path, default=Path("results"))
+    p.add_argument("--results-dir", default="results",
+                   help="where experiments go (default results/): a directory, or a bucket URI such as "
+                   "s3://bucket/prefix or gs://bucket/prefix for a cluster without a shared filesystem")
     p.add_argument("--dataset", help="image dataset: tinyimagenet, cifar10, cifar100, imagefolder "
                    "(default: the space's); the same as --set dataset=NAME")
     p.add_argument("--data", help="the dataset's directory, archive or file (default: the space's, else "
@@ -65,6 +68,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dashboard-host", default="127.0.0.1",
                    help="where the Ray dashboard listens (it accepts job submissions: keep it local)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local cluster (default: all)")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="start the local cluster without the Ray dashboard (about 1 s and 1 GB less; "
+                   "no dashboard, no --prometheus)")
+
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment of this --name")
     p.add_argument("--break-lock", action="store_true",
                    help="take the experiment from a driver on another host that may still hold it")
@@ -76,6 +83,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prometheus", action="store_true",
                    help="start Prometheus (the `prometheus` binary) on 127.0.0.1 with Ray's generated config for "
                    "the sweep's metrics; stopped when the sweep ends")
+    p.add_argument("--keep-checkpoints", type=int,
+                   help="checkpoints kept per trial, the newest (default 2: see the README's \"Disk and "
+                   "checkpoints\"); fixed once the experiment started")
+    p.add_argument("--checkpoint-every", type=int,
+                   help="epochs between a trial's checkpoints (and its last epoch); a failed trial re-runs "
+                   "the epochs after its newest one (default 1; a continued experiment: its last value)")
     p.add_argument("--table-refresh-s", type=float, default=30.0,
                    help="rewrite the trial table at most this often while trials run (0: on every result)")
     p.add_argument("--mlflow", metavar="URI", default=os.environ.get("REGSTUDY_MLFLOW") or None,
@@ -102,6 +115,8 @@ OPTIONS = {s.name: s for s in (
     Setting("--seed", math.nan, 0, SEED_MAX, integer=True),  # (the TPE sampler's numpy generator)
     Setting("--max-failures", 2, 0, math.inf, integer=True),  # (Ray Tune takes -1 as "retry forever")
     Setting("--num-cpus", math.nan, 1, math.inf, integer=True),
+    Setting("--keep-checkpoints", math.nan, 1, math.inf, integer=True),  # (unset: the recorded, else 2)
+    Setting("--checkpoint-every", math.nan, 1, math.inf, integer=True),
     Setting("--table-refresh-s", 30.0, 0.0, math.inf),  # (nan would mean every result, inf never)
     Setting("--status-every-s", 30.0, 0.0, math.inf),
     Setting("--confirm-seeds", 0, 0, math.inf, integer=True),
@@ -120,7 +135,8 @@ def check_options(args) -> None:
 
 
 LOCATION_KEYS = ("data", "nltk_data", "cache_dir")  # may differ on --resume (data moved)
-SEARCH_KEYS = ("num_samples", "grace_period", "reduction_factor", "seed")  # fixed once a search ran
+# fixed once a search ran (keep_checkpoints: the restored Tune experiment keeps its own)
+SEARCH_KEYS = ("num_samples", "grace_period", "reduction_factor", "seed", "keep_checkpoints")
 
 
 def cfg_data_missing(fixed: dict) -> bool:
@@ -134,6 +150,42 @@ def data_layout(cfg) -> str:
         return get(cfg.dataset).layout
     from .conllu_corpus import LAYOUT
     return LAYOUT if cfg.corpus == "conllu" else "a directory"
+
+
+def _lock(exp_dir: Path, argv: list[str], args) -> experiment_lock.ExperimentLock:
+    return experiment_lock.acquire(exp_dir, shlex.join(["python", "-m", "study.run", *map(redact, argv)]),
+                                   break_lock=args.break_lock)
+
+
+def _experiment_dir(args, name: str) -> Path:
+    """The experiment's directory: ``--results-dir/NAME``, checked; with a bucket URI its local
+    mirror (study.results_location), the bucket checked and ``args.storage_uri`` set."""
+    args.storage_uri = None
+    if not is_uri(args.results_dir):
+        exp_dir = experiment_dir(args.results_dir, name)
+        check_location(args.results_dir, exp_dir)
+        return exp_dir
+    results_location.check_reachable(args.results_dir)
+    args.storage_uri = results_location.join(args.results_dir, name)
+    exp_dir = results_location.mirror_dir(args.results_dir, name)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    return exp_dir
+
+
+def _clear_mirror(exp_dir: Path) -> None:
+    """A new experiment in a bucket: the mirror's files of an earlier one of that name (gone from
+    the bucket) go, so that the bucket alone says what exists."""
+    import shutil
+
+    for p in exp_dir.iterdir():
+        if p.name != experiment_lock.LOCK_FILE:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _shown_results(results_dir: str | None, exp_dir: Path) -> str:
+    if results_dir and is_uri(results_dir):
+        return results_location.shown(results_dir)
+    return str(exp_dir.parent)
 
 
 def _fail(msg: str) -> int:
@@ -169,6 +221,10 @@ def _recorded_space(exp_dir: Path, meta: dict, args, overrides: dict) -> Space:
             raise ConfigError(f"{key}={value}: experiment {exp_dir.name!r} was run with {key}={recorded.get(key)}; "
                               f"a resumed or confirmed experiment keeps its settings (use a new --name)")
     recorded_search = meta.get("search", {})
+    if args.keep_checkpoints is not None and recorded_search and "keep_checkpoints" not in recorded_search:
+        raise ConfigError(f"--keep-checkpoints {args.keep_checkpoints}: experiment {exp_dir.name!r} predates "
+                          "--keep-checkpoints; its saved Ray Tune state keeps every checkpoint (drop the option, "
+                          "or run a new --name)")
     for key in SEARCH_KEYS:  # (how the search was run; parallelism and retries may change)
         value = getattr(args, key)
         if value is not None and key in recorded_search and float(value) != float(recorded_search[key]):
@@ -188,13 +244,18 @@ def _restored_phases(args) -> tuple[str, ...]:
     return (() if args.confirm_only else ("search",)) + (("confirm",) if args.confirm_seeds else ())
 
 
-def _check_study(exp_dir: Path, record: dict, url: str, phases: tuple[str, ...]) -> None:
+def _check_study(exp_dir: Path, record: dict, url: str, phases: tuple[str, ...],
+                 saved_at: str | None = None) -> None:
     """A continued search needs its Optuna study: check that it opens before anything is written
-    (a missing SQLite file would be created empty, a corrupt one fail deep inside Tune's restore)."""
+    (a missing SQLite file would be created empty, a corrupt one fail deep inside Tune's restore).
+    ``saved_at``: the experiment's URI when Tune's state is in a bucket."""
     if "search" not in phases:  # (the confirmation phase does not use the study)
         return
     what = f"experiment {exp_dir.name!r}: its Optuna study in"
-    saved = (exp_dir / "ray" / "search" / TUNE_STATE).exists()
+    if saved_at:
+        saved = results_location.exists(results_location.join(saved_at, "ray", "search", TUNE_STATE))
+    else:
+        saved = (exp_dir / "ray" / "search" / TUNE_STATE).exists()
     if url.startswith(optuna_storage.SQLITE) and not Path(url[len(optuna_storage.SQLITE):]).exists():
         if saved:
             raise ConfigError(f"{what} {url}: the file is missing; the search cannot continue without its "
@@ -229,11 +290,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_regularizers:
         print("\n".join(regularizers.listing()))
         return 0
+    lock = None  # (taken early only for a bucket's --resume/--confirm-only; see below)
     try:
         check_options(args)
         if args.mlflow:
             from . import mlflow_log
             mlflow_log.check(args.mlflow)
+        if args.prometheus and args.no_dashboard:
+            raise ConfigError("--prometheus needs the Ray dashboard (it writes the config that Prometheus "
+                              "reads): drop --no-dashboard")
         if args.prometheus and prometheus.binary() is None:
             raise ConfigError(prometheus.INSTALL)
         if args.confirm_only and not args.confirm_seeds:
@@ -244,41 +309,51 @@ def main(argv: list[str] | None = None) -> int:
             if not args.name:
                 raise ConfigError(f"--{'resume' if args.resume else 'confirm-only'} needs the --name of "
                                   "an existing experiment")
-            exp_dir = experiment_dir(args.results_dir, check_name(args.name))
-            check_location(args.results_dir, exp_dir)
+            exp_dir = _experiment_dir(args, check_name(args.name))
+            if is_uri(args.results_dir):
+                # the lock first: the copy from the bucket replaces files a running driver has open
+                lock = _lock(exp_dir, argv, args)
+                if not results_location.pull(args.storage_uri, exp_dir):
+                    raise ConfigError(f"no experiment {args.name!r} in {results_location.shown(args.results_dir)} "
+                                      f"to {'resume' if args.resume else 'confirm'}")
             if not (exp_dir / RECORD).exists():
                 raise ConfigError(f"no experiment {args.name!r} in {args.results_dir} to "
                                   f"{'resume' if args.resume else 'confirm'}")
             record = read_record(exp_dir)
+            if is_uri(args.results_dir):
+                results_location.check_copy_in_place(exp_dir, record, _restored_phases(args))
             space = _recorded_space(exp_dir, record, args, overrides)
             check_in_place(exp_dir, record, _restored_phases(args))
             check_tune_state(exp_dir, _restored_phases(args))
             args.optuna_storage = optuna_storage.for_experiment(record.get("optuna_storage"), exp_dir,
                                                                 args.optuna_storage)
-            _check_study(exp_dir, record, args.optuna_storage, _restored_phases(args))
+            _check_study(exp_dir, record, args.optuna_storage, _restored_phases(args),
+                         saved_at=args.storage_uri if is_uri(args.results_dir) else None)
         else:
             space = load_space(args.space or DEFAULT_SPACE)
             space.fixed = {**space.fixed, **overrides}
             validate_space(space)
             name = check_name(args.name or space.name, "--name" if args.name else "--name (default: the space's)")
-            exp_dir = experiment_dir(args.results_dir, name)
-            check_location(args.results_dir, exp_dir)
+            exp_dir = _experiment_dir(args, name)
+            if is_uri(args.results_dir):
+                if results_location.exists(args.storage_uri):  # (any object below URI/NAME)
+                    raise ConfigError(f"experiment {name!r} already exists in "
+                                      f"{results_location.shown(args.results_dir)}; use --resume to continue it, "
+                                      "or another --name")
         cfg = make_config(space.fixed)
-    except ConfigError as e:
-        return _fail(str(e))
-    if cfg_data_missing(space.fixed):
-        return _fail(f"data not found: {space.fixed['data']} (give {data_layout(cfg)})")
-    if args.optuna_storage and not continuing:  # (a continued experiment's: _check_study)
-        try:
+        if cfg_data_missing(space.fixed):
+            raise ConfigError(f"data not found: {space.fixed['data']} (give {data_layout(cfg)})")
+        if args.optuna_storage and not continuing:  # (a continued experiment's: _check_study)
             optuna_storage.check(args.optuna_storage)
-        except ConfigError as e:
-            return _fail(str(e))
-    try:  # before anything is started or written: one driver per experiment
-        lock = experiment_lock.acquire(exp_dir, shlex.join(["python", "-m", "study.run", *map(redact, argv)]),
-                                       break_lock=args.break_lock)
-    except experiment_lock.LockError as e:
+        # before anything is started or written: one driver per experiment
+        lock = lock or _lock(exp_dir, argv, args)
+    except (ConfigError, experiment_lock.LockError) as e:
+        if lock is not None:
+            lock.release()
         return _fail(str(e))
     with lock:
+        if not continuing and is_uri(args.results_dir):
+            _clear_mirror(exp_dir)
         if not continuing and any(p.name != experiment_lock.LOCK_FILE for p in exp_dir.iterdir()):
             return _fail(f"experiment {exp_dir.name!r} already exists in {exp_dir.parent}; "
                          "use --resume to continue it, or another --name")
@@ -300,7 +375,7 @@ def _run_locked(args, argv, space, cfg, exp_dir: Path, continuing: bool) -> int:
             watch.flush()
         return rc
     except KeyboardInterrupt:
-        return _interrupted(exp_dir, "stopped before the phase's state was saved")
+        return _interrupted(exp_dir, "stopped before the phase's state was saved", args.results_dir)
     except Exception as e:
         why = _disk_full(e, exp_dir)
         if why is None:
@@ -357,10 +432,10 @@ def _term_as_interrupt(signum, frame) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def _interrupted(exp_dir: Path, what: str) -> int:
+def _interrupted(exp_dir: Path, what: str, results_dir: str | None = None) -> int:
     if (exp_dir / "experiment.json").exists():
         print(f"interrupted: {what}. Continue with: python -m study.run --name {exp_dir.name} "
-              f"--results-dir {exp_dir.parent} --resume", file=sys.stderr, flush=True)
+              f"--results-dir {_shown_results(results_dir, exp_dir)} --resume", file=sys.stderr, flush=True)
     else:
         print("interrupted before the experiment started; nothing was written", file=sys.stderr, flush=True)
     return 130
@@ -382,7 +457,8 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometh
     if watch is not None and not args.address:
         watch.before_local_cluster()
     try:
-        url = connect(args.address, args.dashboard_host, args.num_cpus) or _dashboard_url()
+        url = connect(args.address, args.dashboard_host, args.num_cpus,
+                      include_dashboard=not args.no_dashboard) or _dashboard_url()
     except ClusterError as e:
         return _fail(str(e))
     if threading.current_thread() is threading.main_thread():
@@ -401,12 +477,17 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometh
     res = _trial_resources(args, gpus, num_samples)
     s = sweep.SweepSettings(
         name=name, results_dir=exp_dir.parent,  # (absolute: Tune pickles these settings)
+        storage_uri=getattr(args, "storage_uri", None),  # (a bucket: exp_dir is its local mirror)
         num_samples=num_samples,
         max_concurrent=args.max_concurrent, cpus_per_trial=res.cpus, gpus_per_trial=gpus,
         grace_period=pick(args.grace_period, "grace_period", 1, int),
         reduction_factor=pick(args.reduction_factor, "reduction_factor", 2, float),
         seed=pick(args.seed, "seed", 0, int),
         max_failures=args.max_failures, table_refresh_s=args.table_refresh_s,
+        # (an experiment that predates --keep-checkpoints: its Tune state keeps them all)
+        keep_checkpoints=(None if continuing and recorded and "keep_checkpoints" not in recorded
+                          else pick(args.keep_checkpoints, "keep_checkpoints", 2, int)),
+        checkpoint_every=pick(args.checkpoint_every, "checkpoint_every", 1, int),
         mlflow=args.mlflow, status_every_s=0.0 if args.quiet else args.status_every_s, verbose=args.verbose,
         # (a continued experiment's own optuna.db stays "the default": recorded relative to it)
         optuna_storage=None if args.optuna_storage == optuna_storage.default_url(exp_dir) else args.optuna_storage)
@@ -438,10 +519,10 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometh
                 return _fail(str(e))
     except sweep.Interrupted as e:
         print(f"trial table so far: {exp_dir / 'trials.parquet'} (unfinished trials: status 'interrupted')")
-        return _interrupted(exp_dir, str(e))
+        return _interrupted(exp_dir, str(e), args.results_dir)
     if table is None or table.empty:
         return _fail("no trial reported a result; see the Ray logs under " + str(exp_dir / "ray"))
-    sweep.finish_experiment(s, table, t0)
+    record = sweep.finish_experiment(s, table, t0)
     _print_best(table)
     if DIR_MISSING in table and table[DIR_MISSING].eq(True).any():
         lost = sorted(table.loc[table[DIR_MISSING].eq(True), "trial_id"].unique())
@@ -450,6 +531,14 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometh
               file=sys.stderr)
     print(f"trial table: {exp_dir / 'trials.parquet'} (+ trials.csv, summary.csv, experiment.json); "
           f"Optuna study {name!r} in {redact(s.storage)}")
+    if s.storage_uri:
+        print(f"the experiment is in {results_location.shown(s.storage_uri)}/ (checkpoints and trial results "
+              f"in ray/, the table, experiment.json and {results_location.STUDY_FILE} beside them); "
+              f"{exp_dir} is this machine's copy of the driver's files")
+    disk = record.get("disk", {})
+    kept = f"at most {s.keep_checkpoints}" if s.keep_checkpoints else "every (the experiment predates --keep-checkpoints)"
+    print(f"disk used by the experiment: {disk.get('bytes', 0) / 2**20:.1f} MiB in {disk.get('files', 0)} files "
+          f"({kept} checkpoint(s) per trial)")
     search = table[table["phase"] == "search"]
     if len(search) and search["status"].eq("errored").all():
         print(f"error: every search trial failed; see the trial logs under {exp_dir / 'ray' / 'search'}",

@@ -30,7 +30,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from . import optuna_storage, tasks, trial_table
+from . import optuna_storage, results_location, tasks, trial_dirs, trial_table
 from .config import make_config
 from .experiment_dir import RECORD, experiment_dir, read_record
 from .metrics import MODE, OBJECTIVE as METRIC
@@ -56,6 +56,9 @@ class SweepSettings:
     max_failures: int = 2
     optuna_storage: str | None = None
     table_refresh_s: float = 30.0
+    keep_checkpoints: int | None = 2  # --keep-checkpoints: per trial, the newest (None: all)
+    checkpoint_every: int = 1  # --checkpoint-every: epochs between checkpoints (and the last epoch)
+    storage_uri: str | None = None  # --results-dir in a bucket: URI/NAME (exp_dir is then its local mirror)
     mlflow: str | None = None  # --mlflow: a tracking URI (study.mlflow_log)
     status_every_s: float = 30.0  # the live status line (study.status_line); 0: none
     verbose: bool = False  # Ray Tune's own progress tables
@@ -63,6 +66,14 @@ class SweepSettings:
     @property
     def exp_dir(self) -> Path:
         return experiment_dir(self.results_dir, self.name)
+
+    def ray_dir(self, phase: str | None = None) -> str:
+        """Ray Tune's storage (``ray/``, or one phase's experiment in it): in the bucket when the
+        results are there, else in the experiment directory."""
+        parts = ("ray", phase) if phase else ("ray",)
+        if getattr(self, "storage_uri", None):
+            return results_location.join(self.storage_uri, *parts)
+        return str(self.exp_dir.joinpath(*parts))
 
     @property
     def storage(self) -> str:
@@ -76,6 +87,8 @@ class SweepSettings:
             state["optuna_storage"] = optuna_storage.recorded_form(state["optuna_storage"])
         if state.get("mlflow"):
             state["mlflow"] = redact(state["mlflow"])
+        if state.get("storage_uri"):  # (a URI's query may hold keys; the driver's own settings win anyway)
+            state["storage_uri"] = results_location.shown(state["storage_uri"])
         return state
 
 
@@ -133,15 +146,20 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
                        "reduction_factor": s.reduction_factor, "max_t": cfg.epochs,
                        "trial_seed": cfg.seed, "max_concurrent": s.max_concurrent,
                        "cpus_per_trial": s.cpus_per_trial, "gpus_per_trial": s.gpus_per_trial,
-                       "max_failures": s.max_failures},
+                       "max_failures": s.max_failures, "keep_checkpoints": s.keep_checkpoints,
+                       "checkpoint_every": s.checkpoint_every},
             "optuna_study": s.name,
             "optuna_storage": optuna_storage.record(s.optuna_storage),
         }
     else:
         doc["fixed"] = space.fixed  # the same settings; only the data location may have moved
+        if isinstance(doc.get("search"), dict):  # (may change between runs: the latest is recorded)
+            doc["search"]["checkpoint_every"] = s.checkpoint_every
     doc.update(commands=commands, hardware=hardware(), versions=versions())
     s.exp_dir.mkdir(parents=True, exist_ok=True)
     trial_table.atomic_write_text(json.dumps(doc, indent=1, default=str), s.exp_dir / "experiment.json")
+    if getattr(s, "storage_uri", None):  # (at once: the bucket then knows the name is taken)
+        results_location.push(s.exp_dir, s.storage_uri)
 
 
 def _status_file(s: SweepSettings) -> Path:
@@ -176,15 +194,18 @@ def refresh_table(s: SweepSettings, live: dict[str, dict[str, str]] | None = Non
     ``live``: statuses of a phase still running (from :class:`TableCallback`); a phase with a
     saved entry in statuses.json has finished.
     """
+    t0 = time.perf_counter()
     meta = read_experiment(s.exp_dir)
     saved = load_statuses(s)
     frames, known = [], {}
     for phase in PHASES:
         running = live is not None and phase in live
         statuses = live[phase] if running else saved.get(phase)
+        where = s.ray_dir(phase)
         frame = trial_table.collect(
-            s.exp_dir / "ray" / phase, experiment=s.name, phase=phase, fixed=meta.get("fixed", {}),
-            searched=meta.get("searched", []), statuses=statuses, finished=not running and phase in saved)
+            where, experiment=s.name, phase=phase, fixed=meta.get("fixed", {}),
+            searched=meta.get("searched", []), statuses=statuses, finished=not running and phase in saved,
+            reader=_READERS.setdefault(str(where), trial_dirs.TrialReader()))
         known[phase] = set(statuses) if statuses is not None else None
         if not frame.empty:
             frames.append(frame)
@@ -192,7 +213,17 @@ def refresh_table(s: SweepSettings, live: dict[str, dict[str, str]] | None = Non
     table = trial_table.keep_lost_trials(table, trial_table.read_table(s.exp_dir), known)
     if not table.empty:
         trial_table.write_tables(table, s.exp_dir)
+    if getattr(s, "storage_uri", None):  # (the whole record in the bucket, at every refresh)
+        results_location.push(s.exp_dir, s.storage_uri, study=s.optuna_storage is None)
+    _LAST_REFRESH_S[str(s.exp_dir)] = time.perf_counter() - t0
     return table
+
+
+# One reader per phase directory for the life of this driver: a refresh reads only the trials
+# with new files (study.trial_dirs), and records how long it took (experiment.json
+# table_refresh_s_last: the scale benchmark's figure).
+_READERS: dict[str, trial_dirs.TrialReader] = {}
+_LAST_REFRESH_S: dict[str, float] = {}
 
 
 class Interrupted(Exception):
@@ -259,13 +290,22 @@ class TableCallback(tune.Callback):
 # --- the two phases -----------------------------------------------------------------------------
 
 def make_trainable(fn, fixed: dict, data: Any, s: SweepSettings):
-    fn = tune.with_parameters(fn, fixed=fixed, data=data, experiment=s.name)
+    fn = tune.with_parameters(fn, fixed=fixed, data=data, experiment=s.name,
+                              checkpoint_every=getattr(s, "checkpoint_every", 1))
     return tune.with_resources(fn, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
 
 
 def _run_config(s: SweepSettings, phase: str, fixed: dict, planned_trials: int) -> tune.RunConfig:
-    return tune.RunConfig(name=phase, storage_path=str(s.exp_dir / "ray"),
+    # At most K checkpoints per trial: Tune deletes older ones as new ones land. It also forces
+    # an experiment snapshot whenever a trial has checkpointed K times since the last one (so
+    # that the snapshot never points at a deleted checkpoint): K=1 snapshots on every
+    # checkpoint, K=2 on every second (README "Disk and checkpoints"; benchmarks/README.md). Tune
+    # warns each time it happens within 5 s of the last (hundreds of lines in a long sweep): a
+    # cost chosen and measured here, so the warning is off unless the user set its threshold.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    return tune.RunConfig(name=phase, storage_path=s.ray_dir(),
                           failure_config=tune.FailureConfig(max_failures=s.max_failures),
+                          checkpoint_config=tune.CheckpointConfig(num_to_keep=s.keep_checkpoints),
                           callbacks=_callbacks(s, phase, fixed, planned_trials),
                           verbose=2 if s.verbose else 0)
 
@@ -298,11 +338,11 @@ def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.Da
     fixed = space.fixed
     max_t = make_config(fixed).epochs
     trainable = make_trainable(train, fixed, data, s)
-    path = s.exp_dir / "ray" / "search"
-    if resume and tune.Tuner.can_restore(str(path)):
+    path = s.ray_dir("search")
+    if resume and tune.Tuner.can_restore(path):
         # Finished trials stay finished; unfinished and errored ones continue from their last
         # checkpoint; the searcher (and the Optuna study in its storage) keeps its history.
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         # (a --resume of a driver killed before Tune's first snapshot also lands here: the
         # Optuna study is loaded from its storage, the abandoned trial dirs stay in the table)
@@ -363,7 +403,11 @@ def _record_tune_state(s: SweepSettings, phase: str) -> None:
     """Where this phase's Ray Tune state is created: its pickles hold this path, so a moved
     experiment cannot be continued from them (study.experiment_dir.check_in_place)."""
     at = read_experiment(s.exp_dir).get("tune_state_at")
-    update_experiment(s, tune_state_at={**(at if isinstance(at, dict) else {}), phase: str(s.exp_dir)})
+    here = results_location.shown(s.storage_uri) if getattr(s, "storage_uri", None) else str(s.exp_dir)
+    extra = {}
+    if getattr(s, "storage_uri", None):  # (Tune's pickled searcher names the driver copy's optuna.db)
+        extra[results_location.COPY_KEY] = str(s.exp_dir)
+    update_experiment(s, tune_state_at={**(at if isinstance(at, dict) else {}), phase: here}, **extra)
 
 
 def confirm_seeds(search_seed: int, n: int) -> list[int]:
@@ -395,10 +439,10 @@ def confirm_plan(table: pd.DataFrame, searched: list[str], top_k: int) -> list[d
 def run_confirm(s: SweepSettings, space: Space, data: Any, seeds: int, top_k: int = 1) -> pd.DataFrame:
     """Re-run the top-k configuration per regularizer with fresh seeds, full budget, no early
     stopping: a Tuner over the grid (configuration x seed) in ``ray/confirm``, resumable."""
-    path = s.exp_dir / "ray" / "confirm"
+    path = s.ray_dir("confirm")
     trainable = make_trainable(train_confirm, space.fixed, data, s)
-    if tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         table = refresh_table(s)
         meta = read_experiment(s.exp_dir)
@@ -427,16 +471,36 @@ def budget_per_regularizer(table: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in t.groupby("regularizer")["trial_id"].nunique().items()}
 
 
-def finish_experiment(s: SweepSettings, table: pd.DataFrame, t0: float) -> None:
+def disk_usage(location: Path | str) -> tuple[int, int]:
+    """(bytes, files) under a directory or a bucket prefix: one listing, no file read."""
+    fs, base = trial_dirs.filesystem(location)
+    import pyarrow.fs as pafs
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    except FileNotFoundError:
+        return 0, 0
+    files = [i for i in infos if i.type == pafs.FileType.File]
+    return sum(int(i.size or 0) for i in files), len(files)
+
+
+def finish_experiment(s: SweepSettings, table: pd.DataFrame, t0: float) -> dict[str, Any]:
     doc = read_experiment(s.exp_dir)
     wall = doc.get("wall_time_s", 0.0) + (time.time() - t0)  # summed over resumed runs
-    update_experiment(
+    size, files = disk_usage(s.storage_uri or s.exp_dir)  # (with a bucket: what the bucket holds)
+    doc = update_experiment(
         s, end_time=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_time_s=round(wall, 1),
+        disk={"bytes": size, "files": files, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        table_refresh_s_last=(round(_LAST_REFRESH_S[str(s.exp_dir)], 4) if str(s.exp_dir) in _LAST_REFRESH_S
+                              else None),
         budget_per_regularizer=budget_per_regularizer(table),
         search_trials_by_status=trial_table.status_counts(table),
         settings=asdict(s) | {"results_dir": str(s.results_dir),
+                              "storage_uri": results_location.shown(s.storage_uri) if s.storage_uri else None,
                               "optuna_storage": optuna_storage.record(s.optuna_storage),
                               "mlflow": redact(s.mlflow) if s.mlflow else None})
+    if s.storage_uri:
+        results_location.push(s.exp_dir, s.storage_uri, study=s.optuna_storage is None)
+    return doc
 
 
 # --- `study.sweep(space, **options)` ---------------------------------------------------------------

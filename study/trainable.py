@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +24,31 @@ HISTORY_FILE = "history.json"
 
 
 def train(params: dict[str, Any], fixed: dict[str, Any] | None = None, data: Any = None,
-          experiment: str = "") -> None:
+          experiment: str = "", checkpoint_every: int = 1) -> None:
     """Search trial. ``params``: what Optuna chose; ``fixed``: the space's fixed settings;
-    ``experiment``: the experiment's name (a tag of the trial's Ray metrics)."""
-    _run({**(fixed or {}), **params}, params, data, experiment, "search")
+    ``experiment``: the experiment's name (a tag of the trial's Ray metrics);
+    ``checkpoint_every``: epochs between checkpoints (the last epoch always has one)."""
+    _run({**(fixed or {}), **params}, params, data, experiment, "search", checkpoint_every)
 
 
 def train_confirm(config: dict[str, Any], fixed: dict[str, Any] | None = None, data: Any = None,
-                  experiment: str = "") -> None:
+                  experiment: str = "", checkpoint_every: int = 1) -> None:
     """Confirmation trial: ``config = {"params": <the search trial's parameters>, "seed": S}``
     (a grid point), on the same fixed settings as the search."""
     params = {**config["params"], "seed": int(config["seed"])}
-    _run({**(fixed or {}), **params}, params, data, experiment, "confirm")
+    _run({**(fixed or {}), **params}, params, data, experiment, "confirm", checkpoint_every)
 
 
-def _run(values: dict[str, Any], params: dict[str, Any], data: Any, experiment: str, phase: str) -> None:
+def checkpoint_due(epoch: int, last_epoch: int, every: int) -> bool:
+    """Whether an epoch writes a checkpoint: every ``every``-th epoch and the last one. A trial
+    that fails in between resumes from the newest checkpoint and trains the epochs after it again
+    (the table keeps each epoch's latest report: each epoch appears once)."""
+    return epoch % max(1, every) == 0 or epoch >= last_epoch
+
+
+def _run(values: dict[str, Any], params: dict[str, Any], data: Any, experiment: str, phase: str,
+         checkpoint_every: int = 1) -> None:
+    started_at = time.time()  # (reported with each epoch: where a trial's time outside its epochs goes)
     cfg = make_config(upgrade_record(values))  # (experiments recorded before the catalog)
     # Threads follow resources: Ray's OMP_NUM_THREADS only covers whole CPUs and only a fresh
     # process (a reused actor keeps the threads of its first trial)
@@ -61,19 +72,28 @@ def _run(values: dict[str, Any], params: dict[str, Any], data: Any, experiment: 
         # checkpoint itself persists (study.trial_table reads both).
         maybe_fail("before_report", trial_dir, metrics["epoch"])
         metrics["threads"] = torch.get_num_threads()
-        history.append(dict(metrics))
+        due = checkpoint_due(metrics["epoch"], cfg.epochs, checkpoint_every) or metrics.get("diverged", False)
         with tempfile.TemporaryDirectory() as d:
-            maybe_fail("checkpoint_write", trial_dir, metrics["epoch"])
-            torch.save(get_state(), Path(d) / STATE_FILE)
-            (Path(d) / HISTORY_FILE).write_text(json.dumps(
-                {"params": params, "config": cfg.to_dict(), "epochs": history}))
+            checkpoint = None
+            metrics["checkpoint_time_s"] = 0.0
+            if due:
+                maybe_fail("checkpoint_write", trial_dir, metrics["epoch"])
+                t0 = time.perf_counter()
+                torch.save(get_state(), Path(d) / STATE_FILE)
+                metrics["checkpoint_time_s"] = time.perf_counter() - t0  # (the history file is small)
+                (Path(d) / HISTORY_FILE).write_text(json.dumps(
+                    {"params": params, "config": cfg.to_dict(), "epochs": history + [metrics]}))
+                checkpoint = tune.Checkpoint.from_directory(d)
+            history.append(dict(metrics))
             # Before the report: Tune takes reports one at a time (the next epoch trains only
             # once Tune asked for it), and the report a trial ends on (ASHA's stop, max_t) never
             # returns: Tune stops the trial's thread inside it.
             ray_metrics.trial_epoch(tags, metrics)
-            tune.report({**metrics, "node_id": node_id, "restored_from_epoch": restored_from},
-                        checkpoint=tune.Checkpoint.from_directory(d))
-        maybe_fail("after_checkpoint", trial_dir, metrics["epoch"])
+            tune.report({**metrics, "node_id": node_id, "restored_from_epoch": restored_from,
+                         "trial_started_at": started_at, "reported_at": time.time()},
+                        checkpoint=checkpoint)
+        if due:
+            maybe_fail("after_checkpoint", trial_dir, metrics["epoch"])
 
     try:
         run_trial(cfg, report, data=data, resume=resume)

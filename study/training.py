@@ -31,6 +31,7 @@ from .regularization import Regularization, for_config
 from .regularizers import MixedTargets
 from .tasks import IGNORE, Task
 
+# report(metrics, get_state): get_state() gives views of the live tensors, valid until report returns
 ReportFn = Callable[[dict[str, Any], Callable[[], dict[str, Any]]], None]
 
 __all__ = ["IGNORE", "Diverged", "build_task", "evaluate", "pick_device", "run_trial", "seed_everything"]
@@ -161,15 +162,17 @@ class _Trial:
     epoch: int = 0
 
     def state(self) -> dict[str, Any]:
-        """A snapshot, not views of live tensors: the caller may keep it while training goes on."""
-        import copy
-        return copy.deepcopy({
+        """The trial's state, holding views of the live tensors (no copy): valid until training
+        goes on, so save it at once (study.trainable does, before the next epoch starts): torch.save
+        serializes the tensors before it returns, so a deep copy only held a second copy of the
+        model and optimizer in memory (benchmarks/checkpoint.py)."""
+        return {
             "epoch": self.epoch, "model": _plain_model(self.task.model).state_dict(),
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "config": self.cfg.to_dict(),
-        })
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         _plain_model(self.task.model).load_state_dict(state["model"])
@@ -272,7 +275,8 @@ def run_trial(
     """Train one configuration; call ``report(metrics, get_state)`` after every epoch.
 
     ``data`` is the task's prepared data (e.g. ``ImageSplits``) or None to load it from the
-    config. ``resume`` is a state from ``get_state()`` of an earlier epoch: training continues
+    config. ``get_state()`` gives views of the live tensors, valid until ``report`` returns: save
+    it there (``torch.save``). ``resume`` is such a saved state of an earlier epoch: training continues
     after that epoch with the same model, optimizer and random streams, so an interrupted and
     resumed trial produces the same numbers as an uninterrupted one. Returns the last metrics.
     Raises :class:`Diverged` after reporting an epoch whose training loss was not finite.

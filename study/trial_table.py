@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import regularizers, tasks
+from . import regularizers, tasks, trial_dirs
 from .config import FIELDS, make_config
 from .metrics import NOT_RESULTS, OBJECTIVE, all_metrics
 
@@ -50,45 +49,8 @@ def table_status(view: str | None, *, full: bool, diverged: bool, finished: bool
 
 
 def read_trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
-    path = trial_dir / "result.json"
-    rows = []
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line being written right now; the next refresh gets it
-    return rows
-
-
-def read_checkpoint_history(trial_dir: Path) -> dict[str, Any]:
-    """The metric history saved in the trial's latest checkpoint (see study.trainable)."""
-    ckpts = sorted(trial_dir.glob("checkpoint_*/history.json"))
-    if not ckpts:
-        return {}
-    try:
-        return json.loads(ckpts[-1].read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def read_failures(trial_dir: Path) -> tuple[int, str]:
-    """Tune's record of a trial's failures (``error.txt``, one entry per failed attempt): how
-    many attempts failed and the last one's reason (the exception's final line)."""
-    path = Path(trial_dir) / "error.txt"
-    if not path.exists():
-        return 0, ""
-    text = path.read_text(errors="replace")
-    entries = re.split(r"^Failure # \d+ \(occurred at [^)]*\)\n", text, flags=re.M)[1:]
-    last = [ln.strip() for ln in (entries[-1] if entries else text).splitlines() if ln.strip()]
-    reason = last[-1] if last else ""
-    if "actor died unexpectedly" in (entries[-1] if entries else text) or "ActorDiedError" in reason:
-        reason = "the trial's worker process died (killed, or out of host memory)"
-    return len(entries), reason[:500]
+    path = Path(trial_dir) / trial_dirs.RESULT
+    return trial_dirs.parse_result_lines(path.read_text()) if path.exists() else []
 
 
 def trial_params(config: dict[str, Any]) -> dict[str, Any]:
@@ -161,10 +123,11 @@ def _nan(v: Any) -> Any:
     return float("nan") if v is None else v
 
 
-def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[str, Any],
+def collect(experiment_dir: Path | str, *, experiment: str, phase: str, fixed: dict[str, Any],
             searched: list[str], statuses: dict[str, str] | None = None,
-            finished: bool = False) -> pd.DataFrame:
-    """Long table for one Ray experiment directory (e.g. ``results/NAME/ray/search``).
+            finished: bool = False, reader: trial_dirs.TrialReader | None = None) -> pd.DataFrame:
+    """Long table for one Ray experiment directory (e.g. ``results/NAME/ray/search``, or its URI
+    in a bucket).
 
     ``statuses``: Tune's view per trial id: "done" (completed, or stopped by ASHA: told apart by
     its epochs), "errored" (failed after its retries), "running" (or pending), "interrupted"
@@ -172,53 +135,78 @@ def collect(experiment_dir: Path, *, experiment: str, phase: str, fixed: dict[st
     running). A trial directory whose id Tune does not know is
     left out: a trial started by a driver that was killed before Tune's next snapshot, which
     the restored experiment does not contain (Tune starts a new trial in its place).
-    ``finished``: the phase's ``fit()`` has returned.
+    ``finished``: the phase's ``fit()`` has returned. ``reader``: the reader of earlier refreshes
+    (only trials with new files are read again); None reads every trial.
     """
-    records = []
-    exp_dir = Path(experiment_dir)
-    if not exp_dir.is_dir():
-        return pd.DataFrame()
-    for trial_dir in sorted(p for p in exp_dir.iterdir() if p.is_dir()):
-        rows = [r for r in read_trial_rows(trial_dir) if "epoch" in r]
-        history = read_checkpoint_history(trial_dir)
-        by_epoch: dict[int, dict] = {int(r["epoch"]): r for r in history.get("epochs", [])}
-        for r in rows:
-            by_epoch[int(r["epoch"])] = r  # latest report of an epoch wins
-        if not by_epoch:
+    fs, base = trial_dirs.filesystem(experiment_dir)
+    reader = reader or trial_dirs.TrialReader()
+    records: list[dict[str, Any]] = []
+    context = (json.dumps(fixed, sort_keys=True, default=str), tuple(searched))  # (memo key: the settings)
+    for read in reader.read(fs, base):
+        key = _trial_key(read, context, fixed)
+        if key is None:
             continue
-        if rows:
-            tid, params = str(rows[-1]["trial_id"]), trial_params(rows[-1].get("config") or {})
-        else:
-            tid, params = trial_id_of(trial_dir), dict(history.get("params", {}))
+        tid, params, cfg, by_epoch = key
         if statuses is not None and tid not in statuses:
             continue
-        cfg = make_config(upgrade_record({**fixed, **params}))
         status = table_status((statuses or {}).get(tid), full=max(by_epoch) >= cfg.epochs,
                               diverged=any(bool(r.get("diverged")) for r in by_epoch.values()), finished=finished)
-        failures, error = read_failures(trial_dir)
-        config_json = json.dumps(cfg.to_dict(), sort_keys=True)
-        searched_json = json.dumps([s for s in searched if s != "regularizer"])
-        for epoch in sorted(by_epoch):
-            r = by_epoch[epoch]
-            row = {"experiment": experiment, "phase": phase, "trial_id": table_trial_id(phase, tid), "task": cfg.task,
-                   "dataset": cfg.dataset_name, "model": cfg.model, "regularizer": cfg.regularizer,
-                   "seed": int(cfg.seed)}
-            for name in searched:
-                if name != "regularizer":
-                    row[name] = _nan(params.get(name))
-            for name, value in cfg.strengths.items():  # every strength the trial used, searched or not
-                row[name] = value
-            row["max_epochs"] = int(cfg.epochs)
-            row["epoch"] = int(epoch)
-            for m in METRICS:
-                row[m] = _nan(r.get(m))
-            row["status"] = status
-            row["failures"] = failures  # failed attempts (each retried from the last checkpoint)
-            row["error"] = error if status == "errored" else ""
-            row["config"] = config_json
-            row["searched"] = searched_json
-            records.append(row)
+        memo = ("rows", context, status, experiment, phase)
+        if memo not in read.memo:
+            read.memo = {k: v for k, v in read.memo.items() if k[0] != "rows"}  # (one status at a time)
+            read.memo[memo] = _trial_rows(read, tid, params, cfg, by_epoch, status, experiment=experiment,
+                                          phase=phase, searched=searched)
+        records.extend(read.memo[memo])
     return pd.DataFrame.from_records(records)
+
+
+def _trial_key(read: trial_dirs.TrialRead, context: tuple, fixed: dict[str, Any]) -> tuple | None:
+    """(Tune's trial id, its parameters, its config, its rows by epoch) of a trial directory read,
+    computed once per read; None for a directory with no epoch reported yet."""
+    memo = ("key", context)
+    if memo not in read.memo:
+        history = read.history
+        by_epoch: dict[int, dict] = {int(r["epoch"]): r for r in history.get("epochs", [])}
+        for r in read.rows:
+            by_epoch[int(r["epoch"])] = r  # latest report of an epoch wins
+        if not by_epoch:
+            read.memo[memo] = None
+        else:
+            if read.rows:
+                tid, params = str(read.rows[-1]["trial_id"]), trial_params(read.rows[-1].get("config") or {})
+            else:
+                tid, params = trial_id_of(read.files.name), dict(history.get("params", {}))
+            cfg = make_config(upgrade_record({**fixed, **params}))
+            read.memo[memo] = (tid, params, cfg, by_epoch)
+    return read.memo[memo]
+
+
+def _trial_rows(read: trial_dirs.TrialRead, tid: str, params: dict[str, Any], cfg, by_epoch: dict[int, dict],
+                status: str, *, experiment: str, phase: str, searched: list[str]) -> list[dict[str, Any]]:
+    config_json = json.dumps(cfg.to_dict(), sort_keys=True)
+    searched_json = json.dumps([s for s in searched if s != "regularizer"])
+    rows = []
+    for epoch in sorted(by_epoch):
+        r = by_epoch[epoch]
+        row = {"experiment": experiment, "phase": phase, "trial_id": table_trial_id(phase, tid), "task": cfg.task,
+               "dataset": cfg.dataset_name, "model": cfg.model, "regularizer": cfg.regularizer,
+               "seed": int(cfg.seed)}
+        for name in searched:
+            if name != "regularizer":
+                row[name] = _nan(params.get(name))
+        for name, value in cfg.strengths.items():  # every strength the trial used, searched or not
+            row[name] = value
+        row["max_epochs"] = int(cfg.epochs)
+        row["epoch"] = int(epoch)
+        for m in METRICS:
+            row[m] = _nan(r.get(m))
+        row["status"] = status
+        row["failures"] = read.failures  # failed attempts (each retried from the last checkpoint)
+        row["error"] = read.error if status == "errored" else ""
+        row["config"] = config_json
+        row["searched"] = searched_json
+        rows.append(row)
+    return rows
 
 
 def atomic_write(df: pd.DataFrame, path: Path) -> None:
@@ -258,24 +246,33 @@ def _umask() -> int:
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per trial: final-epoch metrics and the best (lowest val_loss) epoch."""
+    """One row per trial (in the order trials first appear): final-epoch metrics and the best
+    (lowest val_loss, the earliest such epoch) epoch. Column-wise, not a loop over trials: it runs
+    on every table refresh, and a sweep may hold thousands of trials."""
     if table.empty:
         return table
-    out = []
     id_cols = [c for c in table.columns if c not in METRICS and c not in ("epoch", "config", "learning_rate")]
-    for _, g in table.sort_values("epoch").groupby("trial_id", sort=False):
-        last = g.iloc[-1]
-        row = {c: last[c] for c in id_cols}
-        row["epochs_run"] = int(g["epoch"].max())
-        for m in METRICS:
-            row[f"final_{m}"] = last.get(m, float("nan"))
-        finite = g[np.isfinite(pd.to_numeric(g[OBJECTIVE], errors="coerce"))]
-        if len(finite):
-            best = finite.loc[finite[OBJECTIVE].idxmin()]
-            row.update(best_epoch=int(best["epoch"]), best_val_loss=best["val_loss"], best_val_acc=best["val_acc"],
-                       best_gap_loss=best["gap_loss"], best_gap_acc=best["gap_acc"])
-        out.append(row)
-    return pd.DataFrame(out)
+    ordered = table.reset_index(drop=True).sort_values("epoch", kind="stable")
+    trials = pd.unique(table["trial_id"])
+    by_trial = ordered.groupby("trial_id", sort=False)
+    last = by_trial.tail(1).drop_duplicates("trial_id", keep="last").set_index("trial_id").reindex(trials)
+    out = last[[c for c in id_cols if c != "trial_id"]].copy()
+    out.insert(id_cols.index("trial_id") if "trial_id" in id_cols else 0, "trial_id", trials)
+    out["epochs_run"] = by_trial["epoch"].max().reindex(trials).astype(int).to_numpy()
+    finals = {f"final_{m}": (last[m].to_numpy() if m in last.columns else np.full(len(trials), np.nan))
+              for m in METRICS}
+    out = pd.concat([out, pd.DataFrame(finals, index=out.index)], axis=1)
+    objective = pd.to_numeric(ordered[OBJECTIVE], errors="coerce")
+    finite = ordered[np.isfinite(objective.to_numpy(dtype=float))]
+    if len(finite):
+        best = finite.loc[finite.groupby("trial_id", sort=False)[OBJECTIVE].idxmin()].set_index("trial_id")
+        best = best.reindex(trials)
+        out["best_epoch"] = best["epoch"].to_numpy()
+        for name in ("val_loss", "val_acc", "gap_loss", "gap_acc"):
+            out[f"best_{name}"] = best[name].to_numpy() if name in best.columns else np.nan
+        if not best["epoch"].isna().any():
+            out["best_epoch"] = out["best_epoch"].astype(int)
+    return out.reset_index(drop=True)
 
 
 def status_counts(table: pd.DataFrame, phase: str = "search") -> dict[str, int]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import aiohttp
 
+from procs import stop
+
 NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -116,10 +118,5 @@ async def page(exe: str, width: int = 1400, height: int = 900):
                 await p.call("Page.enable")
                 yield p
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         shutil.rmtree(profile, ignore_errors=True)

@@ -114,3 +114,19 @@ def no_training(monkeypatch):
     from study import train_once
 
     monkeypatch.setattr(train_once, "run_trial", lambda *a, **k: pytest.fail("training started"))
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    """One cluster for the module; its workers read the fault spec from a file each time, so a
+    test sets the faults it wants with ``faults.write_text(...)``."""
+    import ray
+
+    spec = tmp_path_factory.mktemp("faults") / "spec"
+    spec.write_text("")
+    os.environ["REGSTUDY_FAULT"] = f"@{spec}"  # workers inherit it at ray.init
+    os.environ["REGSTUDY_OFFLINE"] = "1"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield spec
+    ray.shutdown()
+    os.environ.pop("REGSTUDY_FAULT", None)

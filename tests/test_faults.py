@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -20,24 +19,11 @@ import psutil
 import pytest
 import ray
 
+from procs import wait_for
 from study.run import main
 from study.trial_table import read_trial_rows
 
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
-
-
-@pytest.fixture(scope="module")
-def faults(tmp_path_factory):
-    """One cluster for the module; its workers read the fault spec from a file each time, so a
-    test sets the faults it wants with ``faults.write_text(...)``."""
-    spec = tmp_path_factory.mktemp("faults") / "spec"
-    spec.write_text("")
-    os.environ["REGSTUDY_FAULT"] = f"@{spec}"  # workers inherit it at ray.init
-    os.environ["REGSTUDY_OFFLINE"] = "1"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield spec
-    ray.shutdown()
-    os.environ.pop("REGSTUDY_FAULT", None)
 
 
 def reports(trial_dir: Path) -> list[dict]:
@@ -172,16 +158,6 @@ def _driver(args, log: Path, umask: int | None = None) -> subprocess.Popen:
                                 preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
 
 
-def _wait_for(proc, log: Path, cond, what: str, timeout: float = 240) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        assert proc.poll() is None, f"driver exited while waiting for {what}:\n{log.read_text()[-3000:]}"
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def test_driver_interrupted_sigint_sigterm_sigkill_then_resume(faults, tiny_zip, tmp_path, cache_dir, capsys):
     """Four trials, one at a time. Driver 1 (umask 027): its cluster listens on loopback only;
     Ctrl-C (SIGINT) in trial 2 -> exit 130, 'interrupted' rows, permissions follow the umask.
@@ -197,8 +173,9 @@ def test_driver_interrupted_sigint_sigterm_sigkill_then_resume(faults, tiny_zip,
             "--max-concurrent", "1", "--num-cpus", "1", "--grace-period", "3", "--table-refresh-s", "0"]
 
     def checkpoints(d: Path) -> int:
-        # written by the worker at each epoch (result.json in storage is synced only now and then)
-        return len(list(d.glob("checkpoint_*")))
+        # checkpoints written so far (one per epoch; result.json in storage is synced only now and
+        # then): the newest's index + 1, as Tune numbers them from 0 and keeps the newest 2
+        return max((int(p.name.rsplit("_", 1)[1]) + 1 for p in d.glob("checkpoint_*")), default=0)
 
     def finished() -> dict[str, int]:
         return {d.name: checkpoints(d) for d in search_dir.glob("trial_*") if checkpoints(d) >= 3}
@@ -220,7 +197,7 @@ def test_driver_interrupted_sigint_sigterm_sigkill_then_resume(faults, tiny_zip,
                 seen["listen"] = _listening(_tree(proc.pid))
                 seen["names"] = {p.name() for p in map(psutil.Process, _tree(proc.pid)) if p.is_running()}
             return "listen" in seen and in_next_trial({})()
-        _wait_for(proc, log, ready, "trial 2")
+        wait_for(proc, log, ready, "trial 2")
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=120)
     finally:
@@ -244,7 +221,7 @@ def test_driver_interrupted_sigint_sigterm_sigkill_then_resume(faults, tiny_zip,
     log = tmp_path / "driver2.log"
     proc = _driver(args + ["--resume"], log)
     try:
-        _wait_for(proc, log, in_next_trial(after_1), "trial 3")
+        wait_for(proc, log, in_next_trial(after_1), "trial 3")
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
     finally:
@@ -258,7 +235,7 @@ def test_driver_interrupted_sigint_sigterm_sigkill_then_resume(faults, tiny_zip,
     log = tmp_path / "driver3.log"
     proc = _driver(args + ["--resume"], log)
     try:
-        _wait_for(proc, log, in_next_trial(after_2), "trial 4")
+        wait_for(proc, log, in_next_trial(after_2), "trial 4")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

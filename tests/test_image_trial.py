@@ -211,11 +211,22 @@ def test_same_seed_same_numbers_other_seed_other_numbers(splits):
     assert strip(a) != strip(c)
 
 
+def _saved(state):
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
 def test_resume_from_state_reproduces_uninterrupted_run(splits):
     full, _ = trial(splits, epochs=3, regularizer="augment")
     states = []
     cfg = make_config({"classes": 4, "epochs": 3, "batch_size": 16, "seed": 0, "regularizer": "augment"})
-    run_trial(cfg, lambda m, s: states.append(s()) if m["epoch"] == 1 else None, data=splits, device="cpu")
+    # (a state is valid until report returns: saved as study.trainable saves it, then read back)
+    run_trial(cfg, lambda m, s: states.append(_saved(s())) if m["epoch"] == 1 else None, data=splits, device="cpu")
     rows = []
     cfg2 = make_config({"classes": 4, "epochs": 3, "batch_size": 16, "seed": 0, "regularizer": "augment"})
     run_trial(cfg2, lambda m, s: rows.append(m), data=splits, device="cpu", resume=states[0])

@@ -106,8 +106,9 @@ def test_quiet_prints_errors_and_the_final_summary_only(swept, tiny_zip, tmp_pat
                 name="q", results_dir=tmp_path, quiet=True, status_every_s=0.01, cpus_per_trial=1)
     out = capfd.readouterr().out.splitlines()
     assert out[0].startswith("search trials by status: {'completed': 1}"), out
-    assert out[-1].startswith("trial table: ") and not any(ln.startswith("[search") for ln in out)
-    assert len(out) == 4  # status counts, "best configuration ...", its one line, the table's path
+    assert out[-2].startswith("trial table: ") and not any(ln.startswith("[search") for ln in out)
+    assert out[-1].startswith("disk used by the experiment: ")
+    assert len(out) == 5  # status counts, "best configuration ...", its one line, the table's path, the disk
 
 
 def test_analyse(swept):
