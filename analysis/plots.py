@@ -285,6 +285,31 @@ def asha(search: pd.DataFrame, experiment: dict[str, Any] | None = None, *, titl
     return fig
 
 
+# ---------------------------------------------------------------------------------- budget curves
+def budget_curves(curves: pd.DataFrame, *, title: str | None = None):
+    """Expected best validation loss against the number of search trials, one line per technique
+    with a band of +-1 SD of the best (analysis.budget_curves)."""
+    theme()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    regs = _regs(curves)
+    colors = dict(zip(regs, sns.color_palette("tab10", len(regs))))
+    for reg in regs:
+        g = curves[curves["regularizer"] == reg].sort_values("trials")
+        diverged = int(g["diverged_trials"].iloc[0])
+        ax.plot(g["trials"], g["expected_best_val_loss"], marker="o", ms=4, lw=1.5, color=colors[reg],
+                label=f"{technique_label(reg)} ({int(g['trials'].max())} trials"
+                      f"{f'; {diverged} diverged, left out' if diverged else ''})")
+        ax.fill_between(g["trials"], g["expected_best_val_loss"] - g["sd_best_val_loss"],
+                        g["expected_best_val_loss"] + g["sd_best_val_loss"], color=colors[reg], alpha=0.15, lw=0)
+    ax.set_xlabel("search trials (budget)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("expected best val loss (nats)")
+    ax.legend(fontsize=8, title="technique", title_fontsize=8)
+    ax.set_title(title or "Expected best validation loss by search budget (band: ±1 SD of the best)")
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------------------- Optuna importance
 def param_importances(study, *, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     """(importances, notes): tidy frame ``scope, param, importance`` for the whole study and for

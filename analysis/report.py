@@ -21,6 +21,7 @@ import pandas as pd
 
 from study import cli
 
+from . import budget_curves as BC
 from . import gaps as G
 from .conclude import conclusions
 from .groups import GROUP_KEYS, title
@@ -66,6 +67,9 @@ def setup_items(s: Summary) -> list[tuple[str, str]]:
     if srch:
         items.append(("Search", ", ".join(f"{k}={v}" for k, v in srch.items())))
     items.append(("Budget", G.budget_statement(s.budget)))
+    if not s.budget_curves.empty:
+        items.append(("Budget curves", BC.ranking_statement(s.budget_curves) + " (expected best validation loss "
+                      "of n search trials, Dodge et al. 2019; figures/budget_curves, budget_curves.csv)"))
     planned = e.get("budget_per_regularizer")
     if planned:
         items.append(("Planned search trials per type (experiment.json)",

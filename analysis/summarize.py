@@ -10,10 +10,12 @@ Writes into ``results/<name>/analysis/`` (``--out`` to change):
 * ``per_seed.csv``    the per-run values the summary is computed from
 * ``table1.md`` / ``table1.csv``  the study's Table 1 analogue (loss at epoch min(--epoch, max_epochs))
 * ``budget.csv``      search trials per regularizer by status, epochs and seconds spent
+* ``budget_curves.csv`` expected best val_loss against the number of search trials, per
+                      regularizer (``analysis.budget_curves``: Dodge et al. 2019), with its SD
 * ``importances.csv`` Optuna fANOVA parameter importances (overall and per regularizer)
 * ``notes.json``      the experiment's state (finished, interrupted, running), warnings and notes
                       (fallbacks, skipped figures), the settings used
-* ``figures/{curves,gaps,strength,asha,importances}.{png,svg}`` (a ``_<task>_<dataset>_<model>``
+* ``figures/{curves,gaps,strength,asha,budget_curves,importances}.{png,svg}`` (a ``_<task>_<dataset>_<model>``
   suffix when the table has several task/dataset/model groups)
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ from study.config import SEED_MAX
 from study.redact import redact
 from study.regularizers import CatalogError, Setting
 
+from . import budget_curves as BC
 from . import gaps as G
 from . import plots as P
 from .groups import GROUP_KEYS, iter_groups, rows_of, slug, title
@@ -74,6 +77,7 @@ class Summary:
     figures: dict[str, list[Path]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     state: ExperimentState = field(default_factory=lambda: ExperimentState("finished", ""))
+    budget_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def table1_md(self) -> str:
@@ -128,7 +132,7 @@ def summarize(results: str | Path, out: str | Path | None = None, *, test: str =
                      "bootstrap CIs from so few values are too narrow and t-tests have little power")
     s = Summary(d, out_dir, trials, exp, rows, sources, ps, long, wide, t1, bt, imp, notes,
                 settings={"test": test, "n_boot": n_boot, "seed": seed, "epoch": epoch, "alpha": 0.05},
-                state=state)
+                state=state, budget_curves=BC.budget_curves(trials))
     if write:
         _write(s, study_loaded=study is not None, figures=figures)
     return s
@@ -143,6 +147,7 @@ def _write(s: Summary, *, study_loaded: bool, figures: bool) -> None:
     s.table1.to_csv(o / "table1.csv", index=False)
     (o / "table1.md").write_text(s.table1_md)
     s.budget.to_csv(o / "budget.csv", index=False)
+    s.budget_curves.to_csv(o / "budget_curves.csv", index=False)
     s.importances.to_csv(o / "importances.csv", index=False)
     if figures:
         s.figures = make_figures(s)
@@ -183,6 +188,11 @@ def make_figures(s: Summary) -> dict[str, list[Path]]:
                 s.notes.append(f"{ttl}: no swept numeric parameter found: strength figure skipped")
             out["asha" + sfx] = P.save(P.asha(search, s.experiment, title=f"ASHA early stopping — {ttl}"),
                                        fdir, "asha" + sfx)
+            curves = rows_of(s.budget_curves, key)
+            if curves["regularizer"].nunique() >= 1:
+                out["budget_curves" + sfx] = P.save(
+                    P.budget_curves(curves, title=f"Expected best val loss by search budget — {ttl}"),
+                    fdir, "budget_curves" + sfx)
         else:
             s.notes.append(f"{ttl}: no search-phase trials: strength and ASHA figures skipped")
     fig = P.importances(s.importances, [n.split("— ", 1)[-1] for n in s.notes if n.startswith("Optuna")])

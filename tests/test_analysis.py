@@ -267,16 +267,17 @@ def test_fixture_is_realistic(experiment):
 def test_summarize_and_report_write_everything(reported, experiment, capsys):
     out = reported
     for f in ("gaps.csv", "gaps_long.csv", "per_seed.csv", "table1.md", "table1.csv", "budget.csv",
-              "importances.csv", "notes.json", "report.html", "report.md"):
+              "budget_curves.csv", "importances.csv", "notes.json", "report.html", "report.md"):
         assert (out / f).stat().st_size > 0, f
-    for fig in ("curves", "gaps", "strength", "asha", "importances"):
+    for fig in ("curves", "gaps", "strength", "asha", "budget_curves", "importances"):
         for ext in ("png", "svg"):
             assert (out / "figures" / f"{fig}.{ext}").stat().st_size > 1000, (fig, ext)
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and "src='figures/" not in html
+    assert html.count("data:image/png;base64,") == 6 and "src='figures/" not in html
     md = (out / "report.md").read_text()
     for needle in ("## Setup", "Each regularizer type got the same budget", "Table 1 analogue", "## Conclusion",
-                   "NVIDIA H100", "1:02:03", "Seeds:** 0, 1, 2", "![curves](figures/curves.png)"):
+                   "NVIDIA H100", "1:02:03", "Seeds:** 0, 1, 2", "![curves](figures/curves.png)",
+                   "**Budget curves:** the ranking by expected best validation loss"):
         assert needle in md, needle
     assert re.search(r"Data augmentation gives the lowest validation loss", md)
 
@@ -407,7 +408,7 @@ def test_paper_values_only_for_tiny_imagenet_alexnet(two_datasets):
 def test_report_and_figures_per_dataset(two_datasets):
     out = two_datasets
     slugs = ("image_cifar10_resnet18", "image_tinyimagenet_alexnet")
-    figures = {f"{f}_{g}" for f in ("curves", "gaps", "strength", "asha") for g in slugs}
+    figures = {f"{f}_{g}" for f in ("curves", "gaps", "strength", "asha", "budget_curves") for g in slugs}
     assert {p.stem for p in (out / "figures").glob("*.png")} == figures  # (no Optuna study: no importances)
     assert set(json.loads((out / "notes.json").read_text())["figures"]) == figures
     md = (out / "report.md").read_text()
