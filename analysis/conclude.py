@@ -9,6 +9,7 @@ from study.regularizers import seed_table1_all
 
 from .gaps import SOURCE_CONFIRM, SOURCE_NONE, SOURCE_SEARCH, fmt_ci, fmt_p
 from .groups import GROUP_KEYS, shows_paper, title
+from .stats import TESTS
 
 
 def p_eq(p: float) -> str:
@@ -40,7 +41,7 @@ def conclusions(wide: pd.DataFrame, *, alpha: float = 0.05, test: str = "welch")
     out: list[str] = []
     if wide is None or wide.empty:
         return ["No runs to summarise."]
-    tname = "Welch t-test" if test == "welch" else "permutation test"
+    tname = TESTS[test][0]
     groups = list(wide.groupby(GROUP_KEYS, sort=False))
     for key, g in groups:
         pre = f"**{title(key)}:** " if len(groups) > 1 else ""

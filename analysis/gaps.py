@@ -175,17 +175,33 @@ def metric_columns(ps: pd.DataFrame) -> list[str]:
 
 
 # -------------------------------------------------------------------------------- gap summary
+def paired_by_seed(runs: pd.DataFrame, base: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The values of ``metric`` of ``runs`` and ``base`` aligned by seed (seeds that both have
+    exactly once); empty arrays when a seed repeats on either side (pairing would be arbitrary)."""
+    if runs["seed"].duplicated().any() or base["seed"].duplicated().any():
+        return np.array([]), np.array([])
+    both = runs[["seed", metric]].merge(base[["seed", metric]], on="seed", suffixes=("_x", "_y"))
+    return both[f"{metric}_x"].to_numpy(float), both[f"{metric}_y"].to_numpy(float)
+
+
 def gap_summary_long(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, test: str = "welch",
                      baseline: str = "none", n_boot: int = stats.N_BOOT, alpha: float = stats.ALPHA,
                      seed: int = 0) -> pd.DataFrame:
     """Tidy summary: one row per (task, dataset, model, regularizer, metric) with mean, bootstrap
     CI, SD, n, and the difference to ``baseline`` (bootstrap CI, p-value, Holm-adjusted p-value
-    across the regularizers of that group and metric). ``test``: "welch" or "permutation"."""
-    if test not in ("welch", "permutation"):
-        raise ValueError(f"test must be 'welch' or 'permutation', not {test!r}")
+    across the regularizers of that group and metric). ``test``: a name of ``stats.TESTS``:
+    "welch" or "permutation" compare the two groups of runs; "paired" (t-test) and "wilcoxon"
+    (signed-rank) compare runs that share a seed (the confirmation phase gives every
+    configuration the same seeds), with a paired bootstrap CI of the mean difference; ``n_pairs``
+    says how many pairs there were (a seed that is missing, or repeated, on either side pairs
+    nothing: then no test)."""
+    if test not in stats.TESTS:
+        raise ValueError(f"test must be one of {', '.join(stats.TESTS)}, not {test!r}")
     if ps.empty:
         return pd.DataFrame()
-    pfun = stats.welch_pvalue if test == "welch" else (lambda a, b: stats.permutation_pvalue(a, b, seed=seed))
+    paired = stats.TESTS[test][1]
+    pfun = {"welch": stats.welch_pvalue, "paired": stats.paired_t_pvalue, "wilcoxon": stats.wilcoxon_pvalue,
+            "permutation": lambda a, b: stats.permutation_pvalue(a, b, seed=seed)}[test]
     recs = []
     for key, g in ps.groupby(GROUP_KEYS, sort=False):
         base = g[g["regularizer"] == baseline]
@@ -203,7 +219,12 @@ def gap_summary_long(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, t
                        "mean": mean, "ci_lo": lo, "ci_hi": hi,
                        "sd": float(np.std(fin, ddof=1)) if fin.size > 1 else math.nan,
                        "source": src.get("source", ""), "note": src.get("note", "")}
-                if reg != baseline and not base.empty:
+                if reg != baseline and not base.empty and paired:
+                    xs, ys = paired_by_seed(r, base, m)
+                    d, dlo, dhi = stats.paired_diff_ci(xs, ys, n_boot=n_boot, alpha=alpha, seed=seed)
+                    rec.update(diff_none=d, diff_ci_lo=dlo, diff_ci_hi=dhi, p_value=pfun(xs, ys),
+                               n_pairs=int(np.isfinite(xs - ys).sum()))
+                elif reg != baseline and not base.empty:
                     y = base[m].to_numpy(float)
                     d, dlo, dhi = stats.diff_ci(x, y, n_boot=n_boot, alpha=alpha, seed=seed)
                     rec.update(diff_none=d, diff_ci_lo=dlo, diff_ci_hi=dhi, p_value=pfun(x, y))

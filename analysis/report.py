@@ -25,6 +25,7 @@ from . import budget_curves as BC
 from . import gaps as G
 from .conclude import conclusions
 from .groups import GROUP_KEYS, title
+from .stats import TESTS
 from .summarize import BAD_INPUT, Summary, add_options, check_options, key_table, print_state, summarize
 
 FIGURE_TEXT = {
@@ -94,7 +95,8 @@ def setup_items(s: Summary) -> list[tuple[str, str]]:
     st = s.settings
     items.append(("Statistics", f"95% percentile bootstrap CIs over seeds ({st['n_boot']} resamples, seed "
                                 f"{st['seed']}); difference to none: bootstrap CI and "
-                                f"{'Welch t-test' if st['test'] == 'welch' else 'permutation test'}, "
+                                f"{TESTS[st['test']][0]}"
+                                f"{' (paired design: runs matched by seed)' if TESTS[st['test']][1] else ''}, "
                                 "Holm-adjusted p-values in gaps.csv"))
     return items
 

@@ -99,6 +99,43 @@ def permutation_pvalue(a, b, *, n_perm: int = N_BOOT, seed: int = 0) -> float:
     return float((np.sum(stats >= obs - tol) + 1) / (n_perm + 1))
 
 
+def paired_diff_ci(a, b, *, n_boot: int = N_BOOT, alpha: float = ALPHA, seed: int = 0) -> tuple[float, float, float]:
+    """(mean(a - b), lo, hi) for paired values (a[i] and b[i] share a seed): percentile bootstrap
+    CI of the mean of the differences (pairs resampled together). Pairs with a NaN are dropped."""
+    x, y = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    d = (x - y)[np.isfinite(x) & np.isfinite(y)]
+    return bootstrap_ci(d, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+def _pairs(a, b) -> np.ndarray:
+    x, y = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    return (x - y)[np.isfinite(x) & np.isfinite(y)]
+
+
+def paired_t_pvalue(a, b) -> float:
+    """Two-sided paired t-test p-value (``scipy.stats.ttest_rel``, i.e. a one-sample t-test of the
+    per-pair differences). NaN with fewer than two pairs or differences that are all equal."""
+    d = _pairs(a, b)
+    if d.size < 2 or np.ptp(d) == 0:
+        return math.nan
+    return float(_st.ttest_1samp(d, 0.0).pvalue)
+
+
+def wilcoxon_pvalue(a, b) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of the per-pair differences
+    (``scipy.stats.wilcoxon``; exact for small samples without ties or zeros). NaN with fewer
+    than two pairs or when every difference is zero."""
+    d = _pairs(a, b)
+    if d.size < 2 or np.all(d == 0):
+        return math.nan
+    return float(_st.wilcoxon(d).pvalue)
+
+
+# The tests against the baseline: name -> (what reports call it, whether it pairs runs by seed).
+TESTS = {"welch": ("Welch t-test", False), "permutation": ("permutation test", False),
+         "paired": ("paired t-test", True), "wilcoxon": ("Wilcoxon signed-rank test", True)}
+
+
 def holm(pvalues) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (NaNs stay NaN and do not count as tests)."""
     p = np.asarray(pvalues, dtype=float)

@@ -43,7 +43,7 @@ from . import plots as P
 from .groups import GROUP_KEYS, iter_groups, rows_of, slug, title
 from .loading import (ExperimentState, ResultsError, experiment_state, load_experiment, load_study, load_trials,
                       resolve_results_dir, searched_params, study_storage)
-from .stats import N_BOOT
+from .stats import N_BOOT, TESTS
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,9 @@ def add_options(ap: argparse.ArgumentParser) -> None:
     """The options summarize and report share (ranges: ``OPTIONS``)."""
     ap.add_argument("results", help="experiment directory results/<name> (or its trials.parquet)")
     ap.add_argument("--out", help="output directory (default: <results>/analysis)")
-    ap.add_argument("--test", choices=("welch", "permutation"), default="welch", help="test vs none (default welch)")
+    ap.add_argument("--test", choices=tuple(TESTS), default="welch",
+                    help="test vs none: welch, permutation (unpaired), paired (t-test), wilcoxon (signed-rank; "
+                    "paired: runs matched by seed, as the confirmation phase's are); default welch")
     for name, st in OPTIONS.items():
         helps = {"--n-boot": "bootstrap resamples", "--seed": "bootstrap / permutation seed",
                  "--epoch": "Table 1 epoch, capped at max_epochs"}
