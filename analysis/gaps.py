@@ -386,7 +386,9 @@ def table1_markdown(t1: pd.DataFrame, *, digits: int = 3, heading_level: int = 3
 # ------------------------------------------------------------------------------------- budget
 def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> pd.DataFrame:
     """Per (task, dataset, model, regularizer): search trials by status, epochs and training seconds spent,
-    the planned budget from experiment.json (``budget_per_regularizer``), and confirm-phase runs."""
+    the planned budget from experiment.json (``budget_per_regularizer``), and confirm-phase runs.
+    ASHA's accounting: ``full_budget_epochs`` (the search trials x their epoch budget: what they
+    would have trained without early stopping) and ``epochs_fraction`` (search_epochs of it)."""
     experiment = experiment or {}
     planned = experiment.get("budget_per_regularizer") or {}
     if isinstance(planned, dict):  # (records made before the catalog use e.g. "l2_dropout", POS "augment")
@@ -394,7 +396,8 @@ def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> 
         planned = {canonical(upgrade(task, str(k))): v for k, v in planned.items()}
     trials = (df.sort_values("epoch").groupby("trial_id", sort=False)
               .agg(**{k: (k, "last") for k in GROUP}, phase=("phase", "last"), status=("status", "last"),
-                   epochs=("epoch", "max"), seed=("seed", "last"), time_s=("epoch_time_s", "sum")).reset_index())
+                   epochs=("epoch", "max"), seed=("seed", "last"), time_s=("epoch_time_s", "sum"),
+                   max_epochs=("max_epochs", "last")).reset_index())
     recs = []
     for key, g in trials.groupby(GROUP, sort=False):
         reg = key[-1]
@@ -405,7 +408,10 @@ def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> 
             rec[st] = int((s["status"] == st).sum())
         p = planned.get(reg) if isinstance(planned, dict) else planned
         rec["planned"] = int(p) if isinstance(p, (int, float)) and not isinstance(p, bool) else np.nan
-        rec.update(search_epochs=int(s["epochs"].sum()), search_time_s=float(s["time_s"].sum()),
+        full = int(pd.to_numeric(s["max_epochs"], errors="coerce").fillna(0).sum())
+        rec.update(search_epochs=int(s["epochs"].sum()), full_budget_epochs=full,
+                   epochs_fraction=int(s["epochs"].sum()) / full if full else np.nan,
+                   search_time_s=float(s["time_s"].sum()),
                    confirm_runs=len(c), confirm_completed=int((c["status"] == "completed").sum()),
                    confirm_seeds=",".join(str(x) for x in sorted(c["seed"].unique())))
         recs.append(rec)
@@ -413,7 +419,7 @@ def budget_table(df: pd.DataFrame, experiment: dict[str, Any] | None = None) -> 
         if reg not in {r["regularizer"] for r in recs}:
             recs.append({**{k: "" for k in GROUP_KEYS}, "regularizer": reg, "search_trials": 0, "planned": p})
     out = _order(pd.DataFrame(recs))
-    counts = [c for c in out.columns if c not in (*GROUP, "planned", "confirm_seeds")]
+    counts = [c for c in out.columns if c not in (*GROUP, "planned", "confirm_seeds", "epochs_fraction")]
     return out.fillna({**{c: 0 for c in counts}, "search_time_s": 0.0, "confirm_seeds": ""})
 
 

@@ -103,11 +103,14 @@ def setup_items(s: Summary) -> list[tuple[str, str]]:
 
 def _budget_display(bt: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in (*GROUP_KEYS, "regularizer", "planned", "search_trials", "completed", "stopped",
-                        "errored", "diverged", "interrupted", "running", "search_epochs", "search_time_s",
+                        "errored", "diverged", "interrupted", "running", "search_epochs", "full_budget_epochs",
+                        "epochs_fraction", "search_time_s",
                         "confirm_runs", "confirm_seeds") if c in bt.columns]
     d = bt[cols].copy()
     if "search_time_s" in d:
         d["search_time_s"] = d["search_time_s"].round(1)
+    if "epochs_fraction" in d:
+        d["epochs_fraction"] = d["epochs_fraction"].round(3)
     return d
 
 

@@ -201,6 +201,9 @@ def test_budget_accounting():
     bt = A.budget_table(df, {"budget_per_regularizer": {"none": 3, "l2": 3}}).set_index("regularizer")
     assert bt.at["none", "search_trials"] == 3 and bt.at["l2", "stopped"] == 1 and bt.at["l2", "completed"] == 2
     assert bt.at["l2", "search_epochs"] == 5 and bt.at["none", "search_epochs"] == 6
+    # ASHA's accounting: 3 trials x 2 epochs each could have been trained; l2 trained 5 of 6
+    assert bt.at["l2", "full_budget_epochs"] == bt.at["none", "full_budget_epochs"] == 6
+    assert bt.at["l2", "epochs_fraction"] == pytest.approx(5 / 6) and bt.at["none", "epochs_fraction"] == 1.0
     assert bt.at["none", "search_time_s"] == pytest.approx(12.0)
     msg = A.budget_statement(bt.reset_index())
     assert msg.startswith("Each regularizer type got the same budget: 3 search trials")
