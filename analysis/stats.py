@@ -102,9 +102,7 @@ def permutation_pvalue(a, b, *, n_perm: int = N_BOOT, seed: int = 0) -> float:
 def paired_diff_ci(a, b, *, n_boot: int = N_BOOT, alpha: float = ALPHA, seed: int = 0) -> tuple[float, float, float]:
     """(mean(a - b), lo, hi) for paired values (a[i] and b[i] share a seed): percentile bootstrap
     CI of the mean of the differences (pairs resampled together). Pairs with a NaN are dropped."""
-    x, y = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    d = (x - y)[np.isfinite(x) & np.isfinite(y)]
-    return bootstrap_ci(d, n_boot=n_boot, alpha=alpha, seed=seed)
+    return bootstrap_ci(_pairs(a, b), n_boot=n_boot, alpha=alpha, seed=seed)
 
 
 def _pairs(a, b) -> np.ndarray:

@@ -178,8 +178,12 @@ def _clear_mirror(exp_dir: Path) -> None:
     import shutil
 
     for p in exp_dir.iterdir():
-        if p.name != experiment_lock.LOCK_FILE:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        if p.name == experiment_lock.LOCK_FILE:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _shown_results(results_dir: str | None, exp_dir: Path) -> str:

@@ -71,7 +71,7 @@ class SweepSettings:
         """Ray Tune's storage (``ray/``, or one phase's experiment in it): in the bucket when the
         results are there, else in the experiment directory."""
         parts = ("ray", phase) if phase else ("ray",)
-        if getattr(self, "storage_uri", None):
+        if self.storage_uri:
             return results_location.join(self.storage_uri, *parts)
         return str(self.exp_dir.joinpath(*parts))
 
@@ -158,7 +158,7 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
     doc.update(commands=commands, hardware=hardware(), versions=versions())
     s.exp_dir.mkdir(parents=True, exist_ok=True)
     trial_table.atomic_write_text(json.dumps(doc, indent=1, default=str), s.exp_dir / "experiment.json")
-    if getattr(s, "storage_uri", None):  # (at once: the bucket then knows the name is taken)
+    if s.storage_uri:  # (at once: the bucket then knows the name is taken)
         results_location.push(s.exp_dir, s.storage_uri)
 
 
@@ -213,7 +213,7 @@ def refresh_table(s: SweepSettings, live: dict[str, dict[str, str]] | None = Non
     table = trial_table.keep_lost_trials(table, trial_table.read_table(s.exp_dir), known)
     if not table.empty:
         trial_table.write_tables(table, s.exp_dir)
-    if getattr(s, "storage_uri", None):  # (the whole record in the bucket, at every refresh)
+    if s.storage_uri:  # (the whole record in the bucket, at every refresh)
         results_location.push(s.exp_dir, s.storage_uri, study=s.optuna_storage is None)
     _LAST_REFRESH_S[str(s.exp_dir)] = time.perf_counter() - t0
     return table
@@ -291,7 +291,7 @@ class TableCallback(tune.Callback):
 
 def make_trainable(fn, fixed: dict, data: Any, s: SweepSettings):
     fn = tune.with_parameters(fn, fixed=fixed, data=data, experiment=s.name,
-                              checkpoint_every=getattr(s, "checkpoint_every", 1))
+                              checkpoint_every=s.checkpoint_every)
     return tune.with_resources(fn, {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
 
 
@@ -403,9 +403,9 @@ def _record_tune_state(s: SweepSettings, phase: str) -> None:
     """Where this phase's Ray Tune state is created: its pickles hold this path, so a moved
     experiment cannot be continued from them (study.experiment_dir.check_in_place)."""
     at = read_experiment(s.exp_dir).get("tune_state_at")
-    here = results_location.shown(s.storage_uri) if getattr(s, "storage_uri", None) else str(s.exp_dir)
+    here = results_location.shown(s.storage_uri) if s.storage_uri else str(s.exp_dir)
     extra = {}
-    if getattr(s, "storage_uri", None):  # (Tune's pickled searcher names the driver copy's optuna.db)
+    if s.storage_uri:  # (Tune's pickled searcher names the driver copy's optuna.db)
         extra[results_location.COPY_KEY] = str(s.exp_dir)
     update_experiment(s, tune_state_at={**(at if isinstance(at, dict) else {}), phase: here}, **extra)
 

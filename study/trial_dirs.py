@@ -150,11 +150,11 @@ class TrialRead:
 
 
 def read_trial(fs: pafs.FileSystem, files: TrialFiles) -> TrialRead:
-    texts = {}
-    for key, rel in ((RESULT, RESULT), (HISTORY, f"{files.history[0]}/{HISTORY}" if files.history else None),
-                     (ERROR, ERROR)):
-        listed = {RESULT: files.result, HISTORY: files.history, ERROR: files.error}[key]
-        texts[key] = _read_text(fs, f"{files.path}/{rel}") if listed else ""
+    def text(rel: str, listed) -> str | None:
+        return _read_text(fs, f"{files.path}/{rel}") if listed else ""
+
+    texts = {RESULT: text(RESULT, files.result), ERROR: text(ERROR, files.error),
+             HISTORY: text(f"{files.history[0]}/{HISTORY}", True) if files.history else ""}
     history: dict[str, Any] = {}
     try:
         history = json.loads(texts[HISTORY] or "{}")
