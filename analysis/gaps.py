@@ -184,6 +184,30 @@ def paired_by_seed(runs: pd.DataFrame, base: pd.DataFrame, metric: str) -> tuple
     return both[f"{metric}_x"].to_numpy(float), both[f"{metric}_y"].to_numpy(float)
 
 
+AUTO = "auto"  # the analysis' default --test: chosen from the design (design_test)
+
+
+def design_test(ps: pd.DataFrame, baseline: str = "none") -> tuple[str, str]:
+    """(test, why): the paired t-test when the runs are paired by design -- every technique's runs
+    have the same seeds as the baseline's, at least two, each once (the confirmation phase and a
+    grid give every configuration the same seeds) -- else Welch's t-test."""
+    if ps.empty:
+        return "welch", "no confirmation runs to pair"
+    unpaired = []
+    for key, g in ps.groupby(GROUP_KEYS, sort=False):
+        base = g[g["regularizer"] == baseline]
+        seeds = sorted(base["seed"])
+        if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+            return "welch", f"{title(key)}: the baseline has {len(seeds)} run(s) with distinct seeds; no pairs"
+        for reg, r in g.groupby("regularizer", sort=False):
+            if sorted(r["seed"]) != seeds:
+                unpaired.append(f"{technique_label(reg)} (seeds {', '.join(map(str, sorted(r['seed'])))})")
+    if unpaired:
+        return "welch", ("not every technique ran the baseline's seeds: " + "; ".join(unpaired)
+                         + "; unpaired Welch t-tests")
+    return "paired", "every technique ran the same seeds as the baseline: paired by seed"
+
+
 def gap_summary_long(ps: pd.DataFrame, sources: pd.DataFrame | None = None, *, test: str = "welch",
                      baseline: str = "none", n_boot: int = stats.N_BOOT, alpha: float = stats.ALPHA,
                      seed: int = 0) -> pd.DataFrame:
@@ -340,9 +364,12 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def table1_frame(t1: pd.DataFrame, *, digits: int = 3, paper: bool | None = None) -> pd.DataFrame:
+def table1_frame(t1: pd.DataFrame, *, digits: int = 3, paper: bool | None = None,
+                 gaps: pd.DataFrame | None = None, test: str | None = None) -> pd.DataFrame:
     """Table 1 formatted for display (one block per group; call per block). The original
-    report's column only for its own setting (``paper`` None: decided from the block)."""
+    report's column only for its own setting (``paper`` None: decided from the block). With the
+    wide gap summary (``gaps``, the test's name in ``test``): the final-epoch validation loss'
+    difference to none, its CI and p-value, beside each technique."""
     if paper is None:
         paper = bool(len(t1)) and all(shows_paper(k) for k in t1[GROUP_KEYS].itertuples(index=False))
     out = pd.DataFrame({
@@ -356,6 +383,12 @@ def table1_frame(t1: pd.DataFrame, *, digits: int = 3, paper: bool | None = None
     if paper:
         out["Paper train / val loss"] = [f"{a:.4g} / {b:.4g}" if np.isfinite(a) else "–"
                                          for a, b in t1[["paper_train_loss", "paper_val_loss"]].to_numpy()]
+    if gaps is not None and not gaps.empty and "final_val_loss_diff_none" in gaps.columns:
+        g = t1[GROUP].merge(gaps, on=GROUP, how="left")
+        m = "final_val_loss"
+        out[f"Δ val loss vs none (final epoch){f', {test}' if test else ''}"] = [
+            "–" if not np.isfinite(d) else f"{fmt_ci(d, lo, hi, digits)}, {('p ' + fmt_p(p)) if np.isfinite(p) else 'no test'}"
+            for d, lo, hi, p in g[[f"{m}_diff_none", f"{m}_diff_ci_lo", f"{m}_diff_ci_hi", f"{m}_p"]].to_numpy(float)]
     return out
 
 
@@ -368,15 +401,17 @@ def table1_heading(t1_block: pd.DataFrame, epoch: int = 25) -> str:
             + ("; the study used epoch 25)" if paper else ")"))
 
 
-def table1_markdown(t1: pd.DataFrame, *, digits: int = 3, heading_level: int = 3, epoch: int = 25) -> str:
-    """Markdown of Table 1, one block per (task, dataset, model), the reported epoch in each header."""
+def table1_markdown(t1: pd.DataFrame, *, digits: int = 3, heading_level: int = 3, epoch: int = 25,
+                    gaps: pd.DataFrame | None = None, test: str | None = None) -> str:
+    """Markdown of Table 1, one block per (task, dataset, model), the reported epoch in each header
+    (with ``gaps``: the difference to none and its test, see :func:`table1_frame`)."""
     if t1.empty:
         return "(Table 1: no trials)\n"
     blocks = []
     for key, g in t1.groupby(GROUP_KEYS, sort=False):
         blocks.append(
             f"{'#' * heading_level} Table 1 analogue — {title(key)}: {table1_heading(g, epoch)}\n\n"
-            + markdown_table(table1_frame(g, digits=digits))
+            + markdown_table(table1_frame(g, digits=digits, gaps=gaps, test=test))
             + "\n\nCross-entropy in nats; mean [95% bootstrap CI] over seeds. \"As trained\" = the "
             "training-batch loss with dropout/augmentation active (data term only, the L2 penalty is "
             "logged separately); \"clean\" = eval mode on a fixed training sample.")
@@ -439,6 +474,13 @@ def budget_statement(bt: pd.DataFrame) -> str:
 
 def _budget_statement(bt: pd.DataFrame) -> str:
     counts = {r: int(n) for r, n in bt.groupby("regularizer", sort=False)["search_trials"].sum().items()}
+    if not any(counts.values()) and "confirm_runs" in bt.columns:  # (a grid: fixed configurations)
+        runs = {r: int(n) for r, n in bt.groupby("regularizer", sort=False)["confirm_runs"].sum().items()}
+        if len(set(runs.values())) == 1:
+            return (f"No search (fixed configurations): each of the {len(runs)} techniques ran "
+                    f"{next(iter(runs.values()))} runs at the full epoch budget.")
+        return "No search (fixed configurations); runs per technique: " + ", ".join(
+            f"{r}: {n}" for r, n in runs.items()) + "."
     epochs = {r: int(n) for r, n in bt.groupby("regularizer", sort=False)["search_epochs"].sum().items()}
     vals = set(counts.values())
     if len(vals) == 1:

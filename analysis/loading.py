@@ -171,6 +171,9 @@ def load_study(path: str | os.PathLike, experiment: dict[str, Any] | None = None
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = optuna_storage.open_storage(url)
+        techniques = (exp.get("search") or {}).get("techniques") if isinstance(exp.get("search"), dict) else None
+        if exp.get("optuna_studies") and techniques and len(techniques) == len(exp["optuna_studies"]):
+            return _comparison_study(storage, dict(zip(techniques, exp["optuna_studies"])))
         name = exp.get("optuna_study") or exp.get("name") or exp.get("experiment")
         if not name:
             names = optuna.get_all_study_names(storage=storage)
@@ -179,6 +182,26 @@ def load_study(path: str | os.PathLike, experiment: dict[str, Any] | None = None
     except Exception as e:  # noqa: BLE001 - a missing/corrupt study must never stop the analysis
         log.warning("could not load the Optuna study from %s: %s", redact(url), redact(str(e)))
         return None
+
+
+def _comparison_study(storage, studies: dict[str, str]):
+    """A comparison's studies (one per technique, study.comparison) as one in-memory study whose
+    trials carry their technique as the ``regularizer`` parameter, as a search over techniques
+    records it: the importances then read both alike."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    choice = CategoricalDistribution(list(studies))
+    merged = None
+    for technique, name in studies.items():
+        study = optuna.load_study(study_name=name, storage=storage)
+        merged = merged or optuna.create_study(directions=study.directions, study_name=", ".join(studies.values()))
+        for t in study.get_trials(deepcopy=True):
+            if t.state.is_finished():
+                t.params = {"regularizer": technique, **t.params}
+                t.distributions = {"regularizer": choice, **t.distributions}
+                merged.add_trial(t)
+    return merged
 
 
 # --- the experiment's state --------------------------------------------------------------------

@@ -67,6 +67,9 @@ def setup_items(s: Summary) -> list[tuple[str, str]]:
     srch = e.get("search") or e.get("search_settings") or {}
     if srch:
         items.append(("Search", ", ".join(f"{k}={v}" for k, v in srch.items())))
+    design = design_statement(e)
+    if design:
+        items.append(("Design", design))
     items.append(("Budget", G.budget_statement(s.budget)))
     if not s.budget_curves.empty:
         items.append(("Budget curves", BC.ranking_statement(s.budget_curves) + " (expected best validation loss "
@@ -79,6 +82,8 @@ def setup_items(s: Summary) -> list[tuple[str, str]]:
     seeds = G.seeds_used(t)
     src = "confirmation phase" if (s.sources["source"] == G.SOURCE_CONFIRM).all() else \
         "confirmation phase where available, else the best search trial"
+    if (e.get("confirm") or {}).get("source") == "grid":
+        src = "the grid's runs"
     items.append(("Seeds", f"{', '.join(map(str, seeds))} ({src})"))
     hw = e.get("hardware") or {}
     if hw:
@@ -99,6 +104,29 @@ def setup_items(s: Summary) -> list[tuple[str, str]]:
                                 f"{' (paired design: runs matched by seed)' if TESTS[st['test']][1] else ''}, "
                                 "Holm-adjusted p-values in gaps.csv"))
     return items
+
+
+def design_statement(e: dict[str, Any]) -> str:
+    """How the compared runs were made, from experiment.json: a fair comparison (study.comparison),
+    a grid of fixed configurations, or one search over the techniques."""
+    srch = e.get("search") if isinstance(e.get("search"), dict) else {}
+    conf = e.get("confirm") if isinstance(e.get("confirm"), dict) else {}
+    seeds = conf.get("seeds") or []
+    same = (f" Every configuration ran the same {len(seeds)} seeds ({', '.join(map(str, seeds))}): seed k gives "
+            "every technique the same initial weights and the same data order, so the runs are paired by seed."
+            if seeds else "")
+    if srch.get("kind") == "grid" or conf.get("source") == "grid":
+        return ("Fixed configurations from the space's grid (no search, no early stopping; "
+                f"{len(conf.get('configs') or [])} configurations)." + same)
+    if srch.get("trials_per_technique"):
+        return (f"Comparison by construction: every technique got exactly {srch['trials_per_technique']} search "
+                "trials, each technique its own TPE study and its own ASHA (a trial is stopped only by trials of "
+                "its own technique), all interleaved on one cluster; the best trial per technique was confirmed "
+                "at full budget." + same)
+    if "regularizer" in (e.get("searched") or []):
+        return ("One TPE search chose among the techniques (a categorical choice) with one ASHA over all trials: "
+                "techniques can get unequal budgets; a comparison space (compare:) gives equal ones." + same)
+    return same.strip()
 
 
 def _budget_display(bt: pd.DataFrame) -> pd.DataFrame:
@@ -130,6 +158,8 @@ def build(s: Summary) -> dict[str, Any]:
         "setup": setup_items(s),
         "budget": _budget_display(s.budget),
         "table1_md": s.table1_md,
+        "gaps": s.gaps,
+        "test": s.settings["test"],
         "table1_blocks": [(title(key), g) for key, g in s.table1.groupby(GROUP_KEYS, sort=False)],
         "key_blocks": _key_blocks(s.gaps),
         "conclusions": conclusions(s.gaps, alpha=s.settings.get("alpha", 0.05), test=s.settings["test"]),
@@ -226,7 +256,7 @@ def to_html(c: dict[str, Any]) -> str:
     h += [_h2("Table 1 analogue")]
     for name, g in c["table1_blocks"]:
         h += [f"<h3>{html.escape(name)}: {html.escape(G.table1_heading(g, c['epoch']))}</h3>",
-              _table(G.table1_frame(g)),
+              _table(G.table1_frame(g, gaps=c["gaps"], test=TESTS[c["test"]][0])),
               "<p class='caption'>Cross-entropy in nats; mean [95% bootstrap CI] over seeds. “As trained” = "
               "training-batch loss with dropout/augmentation active (data term only); “clean” = eval mode on a "
               "fixed training sample.</p>"]

@@ -4,7 +4,8 @@ Writes into ``results/<name>/analysis/`` (``--out`` to change):
 
 * ``gaps.csv``        one row per (task, dataset, model, regularizer): final- and best-epoch metrics as
                       mean, 95% bootstrap CI, SD; difference to ``none`` with CI, p-value
-                      (Welch, or ``--test permutation``) and Holm-adjusted p; ``n_seeds``,
+                      (``--test auto``: the paired t-test when every technique ran the
+                      baseline's seeds, else Welch; or as chosen) and Holm-adjusted p; ``n_seeds``,
                       ``source`` ("confirm" | "search-best") and ``note``
 * ``gaps_long.csv``   the same numbers, one row per metric (tidy)
 * ``per_seed.csv``    the per-run values the summary is computed from
@@ -81,7 +82,8 @@ class Summary:
 
     @property
     def table1_md(self) -> str:
-        return G.table1_markdown(self.table1, epoch=self.settings.get("epoch", 25))
+        return G.table1_markdown(self.table1, epoch=self.settings.get("epoch", 25), gaps=self.gaps,
+                                 test=TESTS[self.settings["test"]][0] if self.settings.get("test") in TESTS else None)
 
 
 def key_table(wide: pd.DataFrame, metrics=KEY_METRICS, digits: int = 3, *, group: bool = True) -> pd.DataFrame:
@@ -101,7 +103,7 @@ def key_table(wide: pd.DataFrame, metrics=KEY_METRICS, digits: int = 3, *, group
     return out
 
 
-def summarize(results: str | Path, out: str | Path | None = None, *, test: str = "welch",
+def summarize(results: str | Path, out: str | Path | None = None, *, test: str = G.AUTO,
               n_boot: int = N_BOOT, seed: int = 0, epoch: int = 25, figures: bool = True,
               write: bool = True) -> Summary:
     """Compute everything (and, with ``write``, write the files listed in the module doc)."""
@@ -115,6 +117,10 @@ def summarize(results: str | Path, out: str | Path | None = None, *, test: str =
         rows, sources = G.select_rows(trials)
     notes += [str(w.message) for w in caught]
     ps = G.per_seed_metrics(rows)
+    asked = test
+    if test == G.AUTO:  # (paired when the runs are paired by seed, as a comparison's are)
+        test, why = G.design_test(ps[ps["phase"] == "confirm"] if len(ps) else ps)
+        notes.append(f"test: {TESTS[test][0]} (--test auto: {why})")
     long = G.gap_summary_long(ps, sources, test=test, n_boot=n_boot, seed=seed)
     wide = G.gap_summary(ps, sources, long=long)
     t1 = G.table1(rows, sources, epoch=epoch, n_boot=n_boot, seed=seed)
@@ -131,7 +137,7 @@ def summarize(results: str | Path, out: str | Path | None = None, *, test: str =
         notes.append(f"only {lo_n}{'' if lo_n == hi_n else f'–{hi_n}'} seeds per technique: "
                      "bootstrap CIs from so few values are too narrow and t-tests have little power")
     s = Summary(d, out_dir, trials, exp, rows, sources, ps, long, wide, t1, bt, imp, notes,
-                settings={"test": test, "n_boot": n_boot, "seed": seed, "epoch": epoch, "alpha": 0.05},
+                settings={"test": test, "test_asked": asked, "n_boot": n_boot, "seed": seed, "epoch": epoch, "alpha": 0.05},
                 state=state, budget_curves=BC.budget_curves(trials))
     if write:
         _write(s, study_loaded=study is not None, figures=figures)
@@ -207,9 +213,10 @@ def add_options(ap: argparse.ArgumentParser) -> None:
     """The options summarize and report share (ranges: ``OPTIONS``)."""
     ap.add_argument("results", help="experiment directory results/<name> (or its trials.parquet)")
     ap.add_argument("--out", help="output directory (default: <results>/analysis)")
-    ap.add_argument("--test", choices=tuple(TESTS), default="welch",
+    ap.add_argument("--test", choices=(G.AUTO, *TESTS), default=G.AUTO,
                     help="test vs none: welch, permutation (unpaired), paired (t-test), wilcoxon (signed-rank; "
-                    "paired: runs matched by seed, as the confirmation phase's are); default welch")
+                    "paired: runs matched by seed, as the confirmation phase's are); default auto: paired when "
+                    "every technique ran the baseline's seeds, else welch")
     for name, st in OPTIONS.items():
         helps = {"--n-boot": "bootstrap resamples", "--seed": "bootstrap / permutation seed",
                  "--epoch": "Table 1 epoch, capped at max_epochs"}

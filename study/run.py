@@ -51,6 +51,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int, help="epoch budget per trial (ASHA's max_t)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a fixed setting")
     p.add_argument("--num-samples", type=int, help="trials to run (default: the space's)")
+    p.add_argument("--trials-per-technique", type=int,
+                   help="a comparison space (compare:): search trials for each technique, each with its own TPE "
+                   "study and ASHA (default: the space's)")
+    p.add_argument("--seeds", type=int, help="a grid space (grid:): seeds per configuration (default: the space's)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
     p.add_argument("--cpus-per-trial", type=float,
                    help="CPUs (= torch threads) per trial (default: the cluster's CPUs shared by the trials that "
@@ -107,6 +111,8 @@ def parser() -> argparse.ArgumentParser:
 # where an unset option means "the space's" or "as resources allow".
 OPTIONS = {s.name: s for s in (
     Setting("--num-samples", math.nan, 1, math.inf, integer=True),
+    Setting("--trials-per-technique", math.nan, 1, math.inf, integer=True),
+    Setting("--seeds", math.nan, 1, math.inf, integer=True),
     Setting("--max-concurrent", math.nan, 1, math.inf, integer=True),
     Setting("--cpus-per-trial", math.nan, 0.0, math.inf, lo_open=True),
     Setting("--gpus-per-trial", math.nan, 0.0, math.inf),
@@ -136,7 +142,7 @@ def check_options(args) -> None:
 
 LOCATION_KEYS = ("data", "nltk_data", "cache_dir")  # may differ on --resume (data moved)
 # fixed once a search ran (keep_checkpoints: the restored Tune experiment keeps its own)
-SEARCH_KEYS = ("num_samples", "grace_period", "reduction_factor", "seed", "keep_checkpoints")
+SEARCH_KEYS = ("num_samples", "trials_per_technique", "grace_period", "reduction_factor", "seed", "keep_checkpoints")
 
 
 def cfg_data_missing(fixed: dict) -> bool:
@@ -238,14 +244,39 @@ def _recorded_space(exp_dir: Path, meta: dict, args, overrides: dict) -> Space:
     sd = meta.get("space_definition", {})
     space = Space(name=meta.get("space", "?"), path=exp_dir / "experiment.json",
                   description=meta.get("description", ""), fixed=fixed, search=sd.get("search", {}),
-                  sweep=sd.get("sweep", {}))
+                  sweep=sd.get("sweep", {}), compare=sd.get("compare") or {}, grid=sd.get("grid") or [])
+    if space.kind == "grid" and args.seeds is not None:
+        recorded_seeds = len((meta.get("confirm") or {}).get("seeds") or [])
+        if recorded_seeds and args.seeds != recorded_seeds:
+            raise ConfigError(f"--seeds {args.seeds}: experiment {exp_dir.name!r} was run with {recorded_seeds} "
+                              "seeds; a resumed experiment keeps its settings (use a new --name)")
     return space
 
 
-def _restored_phases(args) -> tuple[str, ...]:
+def _restored_phases(args, record: dict) -> tuple[str, ...]:
     """The phases that a --resume/--confirm-only continues from their saved Ray Tune state (if
-    there is one: study.sweep restores ray/<phase>/ when it can)."""
+    there is one: study.sweep restores ray/<phase>/ when it can). A grid space has only the
+    confirmation phase (its runs)."""
+    if (record.get("space_definition") or {}).get("grid"):
+        return ("confirm",)
     return (() if args.confirm_only else ("search",)) + (("confirm",) if args.confirm_seeds else ())
+
+
+def check_kind_options(args, space: Space) -> None:
+    """The options of one kind of space are refused for another (they would do nothing)."""
+    grid = "a grid space searches nothing: it runs each configuration with --seeds S"
+    wrong = {
+        "compare": {"--num-samples": "a comparison space gives every technique --trials-per-technique N trials",
+                    "--seeds": "a comparison confirms its best configurations with --confirm-seeds S"},
+        "grid": dict.fromkeys(("--num-samples", "--trials-per-technique", "--grace-period", "--reduction-factor",
+                               "--confirm-seeds", "--confirm-only"), grid),
+        "search": {"--trials-per-technique": "only a comparison space (compare:) has techniques to budget; use "
+                                             "--num-samples",
+                   "--seeds": "a search space confirms its best configurations with --confirm-seeds S"},
+    }[space.kind]
+    for option, why in wrong.items():
+        if getattr(args, option[2:].replace("-", "_")) not in (None, 0, False):
+            raise ConfigError(f"{option}: not for space {space.name!r} (a {space.kind} space): {why}")
 
 
 def _check_study(exp_dir: Path, record: dict, url: str, phases: tuple[str, ...],
@@ -268,12 +299,13 @@ def _check_study(exp_dir: Path, record: dict, url: str, phases: tuple[str, ...],
     optuna_storage.check(url, what)
     if saved:
         import optuna
-        study = record.get("optuna_study") or exp_dir.name
         names = optuna.get_all_study_names(storage=optuna_storage.open_storage(url))
-        if study not in names:
-            raise ConfigError(f"{what} {redact(url)}: it holds no study {study!r} (it has: "
-                              f"{', '.join(map(repr, names)) or 'none'}); restore the experiment's database "
-                              "from a backup")
+        # (a comparison has one study per technique)
+        for study in record.get("optuna_studies") or [record.get("optuna_study") or exp_dir.name]:
+            if study not in names:
+                raise ConfigError(f"{what} {redact(url)}: it holds no study {study!r} (it has: "
+                                  f"{', '.join(map(repr, names)) or 'none'}); restore the experiment's database "
+                                  "from a backup")
 
 
 def _dashboard_url() -> str | None:
@@ -325,18 +357,20 @@ def main(argv: list[str] | None = None) -> int:
                                   f"{'resume' if args.resume else 'confirm'}")
             record = read_record(exp_dir)
             if is_uri(args.results_dir):
-                results_location.check_copy_in_place(exp_dir, record, _restored_phases(args))
+                results_location.check_copy_in_place(exp_dir, record, _restored_phases(args, record))
             space = _recorded_space(exp_dir, record, args, overrides)
-            check_in_place(exp_dir, record, _restored_phases(args))
-            check_tune_state(exp_dir, _restored_phases(args))
+            check_kind_options(args, space)
+            check_in_place(exp_dir, record, _restored_phases(args, record))
+            check_tune_state(exp_dir, _restored_phases(args, record))
             args.optuna_storage = optuna_storage.for_experiment(record.get("optuna_storage"), exp_dir,
                                                                 args.optuna_storage)
-            _check_study(exp_dir, record, args.optuna_storage, _restored_phases(args),
+            _check_study(exp_dir, record, args.optuna_storage, _restored_phases(args, record),
                          saved_at=args.storage_uri if is_uri(args.results_dir) else None)
         else:
             space = load_space(args.space or DEFAULT_SPACE)
             space.fixed = {**space.fixed, **overrides}
             validate_space(space)
+            check_kind_options(args, space)
             name = check_name(args.name or space.name, "--name" if args.name else "--name (default: the space's)")
             exp_dir = _experiment_dir(args, name)
             if is_uri(args.results_dir):
@@ -477,12 +511,23 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometh
     def pick(cli, key, default, kind):  # (a continued experiment's recorded values equal any given)
         return kind(cli) if cli is not None else kind(sweep_cfg.get(key, default))
 
-    num_samples = pick(args.num_samples, "num_samples", 8, int)
+    per_technique = None
+    grid_seeds = 0
+    if space.kind == "compare":
+        per_technique = pick(args.trials_per_technique, "trials_per_technique", 8, int)
+        num_samples = per_technique * len(space.compare)
+    elif space.kind == "grid":
+        recorded_seeds = len((sweep.read_experiment(exp_dir).get("confirm") or {}).get("seeds") or []) \
+            if continuing else 0
+        grid_seeds = args.seeds or recorded_seeds or int(space.sweep.get("seeds", 5))
+        num_samples = len(space.grid) * grid_seeds
+    else:
+        num_samples = pick(args.num_samples, "num_samples", 8, int)
     res = _trial_resources(args, gpus, num_samples)
     s = sweep.SweepSettings(
         name=name, results_dir=exp_dir.parent,  # (absolute: Tune pickles these settings)
         storage_uri=getattr(args, "storage_uri", None),  # (a bucket: exp_dir is its local mirror)
-        num_samples=num_samples,
+        num_samples=num_samples, trials_per_technique=per_technique,
         max_concurrent=args.max_concurrent, cpus_per_trial=res.cpus, gpus_per_trial=gpus,
         grace_period=pick(args.grace_period, "grace_period", 1, int),
         reduction_factor=pick(args.reduction_factor, "reduction_factor", 2, float),
@@ -505,16 +550,19 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometh
     except (ClusterError, prometheus.PrometheusError, *USER_ERRORS) as e:
         return _fail(str(e))
     sweep.start_experiment(s, space, ["python", "-m", "study.run", *map(redact, argv)])
-    say(f"experiment {name!r}: {exp_dir} (space {space.name!r}, {s.num_samples} search trials, "
-          f"max {cfg.epochs} epochs)", flush=True)
-    say(f"Optuna study {name!r} in {redact(s.storage)}", flush=True)
+    say(f"experiment {name!r}: {exp_dir} (space {space.name!r}, {_plan(space, s, grid_seeds)}, "
+        f"max {cfg.epochs} epochs)", flush=True)
+    if space.kind != "grid":
+        say(f"{_studies(space, name)} in {redact(s.storage)}", flush=True)
     if s.mlflow:
         say(f"MLflow: each trial a run of experiment {name!r} at {redact(s.mlflow)}", flush=True)
     table = None
     data_ref = ray.put(data)  # one copy in the object store, shared by both phases
     del data
     try:
-        if not args.confirm_only:
+        if space.kind == "grid":
+            table = sweep.run_confirm(s, space, data_ref, seeds=grid_seeds)
+        elif not args.confirm_only:
             table = sweep.run_search(s, space, data_ref, resume=args.resume)
         if args.confirm_seeds:
             try:
@@ -533,8 +581,8 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometh
         print(f"warning: {len(lost)} trial(s) of the table have no trial directory any more ({', '.join(lost)}): "
               f"their rows are kept as recorded (column {DIR_MISSING}); their checkpoints are gone",
               file=sys.stderr)
-    print(f"trial table: {exp_dir / 'trials.parquet'} (+ trials.csv, summary.csv, experiment.json); "
-          f"Optuna study {name!r} in {redact(s.storage)}")
+    print(f"trial table: {exp_dir / 'trials.parquet'} (+ trials.csv, summary.csv, experiment.json)"
+          + (f"; {_studies(space, name)} in {redact(s.storage)}" if space.kind != "grid" else ""))
     if s.storage_uri:
         print(f"the experiment is in {results_location.shown(s.storage_uri)}/ (checkpoints and trial results "
               f"in ray/, the table, experiment.json and {results_location.STUDY_FILE} beside them); "
@@ -543,12 +591,30 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometh
     kept = f"at most {s.keep_checkpoints}" if s.keep_checkpoints else "every (the experiment predates --keep-checkpoints)"
     print(f"disk used by the experiment: {disk.get('bytes', 0) / 2**20:.1f} MiB in {disk.get('files', 0)} files "
           f"({kept} checkpoint(s) per trial)")
-    search = table[table["phase"] == "search"]
-    if len(search) and search["status"].eq("errored").all():
-        print(f"error: every search trial failed; see the trial logs under {exp_dir / 'ray' / 'search'}",
+    phase = "confirm" if space.kind == "grid" else "search"
+    runs = table[table["phase"] == phase]
+    if len(runs) and runs["status"].eq("errored").all():
+        print(f"error: every {phase} trial failed; see the trial logs under {exp_dir / 'ray' / phase}",
               file=sys.stderr)
         return 1
     return 0
+
+
+def _plan(space: Space, s, grid_seeds: int) -> str:
+    """What the experiment runs, in a few words."""
+    if space.kind == "compare":
+        return (f"{s.trials_per_technique} search trials per technique x {len(space.compare)} techniques "
+                f"({', '.join(space.compare)}), TPE and ASHA per technique")
+    if space.kind == "grid":
+        return f"{len(space.grid)} fixed configurations x {grid_seeds} seeds, no search"
+    return f"{s.num_samples} search trials"
+
+
+def _studies(space: Space, name: str) -> str:
+    if space.kind == "compare":
+        from .comparison import study_name
+        return f"Optuna studies {', '.join(repr(study_name(name, t)) for t in space.compare)}"
+    return f"Optuna study {name!r}"
 
 
 def _cluster_cpus_gpus() -> tuple[float, float]:
@@ -571,14 +637,17 @@ def _trial_resources(args, gpus_per_trial: float, num_samples: int):
 def _print_best(table) -> None:
     from .trial_table import best_per_regularizer, status_counts, summarize
     best = best_per_regularizer(table)
-    print(f"search trials by status: {status_counts(table)}")
+    searched_any = table["phase"].eq("search").any()
+    if searched_any:
+        print(f"search trials by status: {status_counts(table)}")
     failed = table[table["status"].isin(["errored", "diverged"])]
     for tid, g in failed.groupby("trial_id"):  # why, one line each (full tracebacks: the trial's error.txt)
         last = g.sort_values("epoch").iloc[-1]
         why = "the loss became NaN/inf" if last["status"] == "diverged" else last.get("error", "")
         print(f"  {tid}: {last['status']} at epoch {int(last['epoch'])} after {int(last.get('failures', 0))} "
               f"failed attempt(s): {why}")
-    print("best configuration per regularizer (search phase, lowest validation loss at any epoch):")
+    if searched_any:
+        print("best configuration per regularizer (search phase, lowest validation loss at any epoch):")
     for _, row in best.iterrows():
         searched = json.loads(row["searched"])
         params = ", ".join(f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}"
@@ -587,7 +656,8 @@ def _print_best(table) -> None:
               f"val_acc={row['best_val_acc']:.3f} gap_loss={row['best_gap_loss']:.4f}  {params}  [{row['trial_id']}]")
     conf = table[(table["phase"] == "confirm") & (table["status"] == "completed")]
     if len(conf):
-        print("confirmation (full budget, fresh seeds; mean +- sd over seeds of the final epoch):")
+        print(("runs of the grid" if not searched_any else "confirmation")
+              + " (full budget, the same seeds for every configuration; mean +- sd over seeds of the final epoch):")
         for reg, g in summarize(conf).groupby("regularizer"):
             stat = {m: (g[f"final_{m}"].mean(), g[f"final_{m}"].std(ddof=1)) for m in ("val_loss", "gap_loss", "test_acc")}
             print(f"  {reg:11s} n={len(g)} val_loss={stat['val_loss'][0]:.4f}+-{stat['val_loss'][1]:.4f} "

@@ -19,6 +19,25 @@ Schema (every key optional except ``description``)::
 
 Distributions: ``uniform``, ``loguniform``, ``int`` (``low``/``high`` integers, ``log`` optional),
 ``categorical`` (``choices``), ``conditional`` (``regularizer`` only).
+
+A **comparison** space (``compare:``) lists the techniques to compare instead of a
+``regularizer`` choice; each gets its own TPE study, its own ASHA and exactly
+``trials_per_technique`` search trials (study.comparison). ``search:`` then holds the settings
+searched for every technique (``lr``); ``none`` is always compared (added when not listed)::
+
+    compare:
+      none: {}
+      l2: {l2: {dist: loguniform, low: 1.0e-6, high: 1.0e-2}}
+      l2+dropout: {l2: {...}, dropout: {...}}
+    sweep: {trials_per_technique: 8, grace_period: 2, reduction_factor: 2, seed: 0}
+
+A **grid** space (``grid:``) lists fixed configurations instead of distributions; each runs with
+``seeds`` seeds (``--seeds``), full budget, no search::
+
+    grid:
+      - {regularizer: none}
+      - {regularizer: l2, l2: 1.5e-4}
+    sweep: {seeds: 5}
 """
 from __future__ import annotations
 
@@ -33,8 +52,13 @@ from .config import FIELDS, ConfigError, known_settings, make_config
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 DISTS = ("uniform", "loguniform", "int", "categorical", "conditional")
-TOP_KEYS = ("description", "fixed", "search", "sweep")
-SWEEP_KEYS = ("num_samples", "grace_period", "reduction_factor", "seed")
+TOP_KEYS = ("description", "fixed", "search", "compare", "grid", "sweep")
+SWEEP_KEYS = ("num_samples", "grace_period", "reduction_factor", "seed", "trials_per_technique", "seeds")
+# Which sweep keys each kind of space may set (a key of another kind would be silently ignored).
+KIND_SWEEP_KEYS = {"search": ("num_samples", "grace_period", "reduction_factor", "seed"),
+                   "compare": ("trials_per_technique", "grace_period", "reduction_factor", "seed"),
+                   "grid": ("seeds",)}
+BASELINE = regularizers.NONE  # always in a comparison: every technique is tested against it
 
 
 class SpaceError(ConfigError):
@@ -49,15 +73,31 @@ class Space:
     fixed: dict[str, Any]
     search: dict[str, dict[str, Any]]
     sweep: dict[str, Any] = field(default_factory=dict)
+    # technique (canonical name) -> {setting: distribution} searched for it (a comparison space)
+    compare: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    grid: list[dict[str, Any]] = field(default_factory=list)  # fixed configurations (a grid space)
+
+    @property
+    def kind(self) -> str:
+        """"compare", "grid" or "search" (a plain search space)."""
+        return "compare" if self.compare else "grid" if self.grid else "search"
 
     def searched_names(self) -> list[str]:
-        names: list[str] = []
+        names: list[str] = ["regularizer"] if self.compare else []
         for key, spec in self.search.items():
             names.append(key)
             if spec["dist"] == "conditional":
                 for sub in spec["choices"].values():
                     names += [k for k in sub if k not in names]
+        for sub in self.compare.values():
+            names += [k for k in sub if k not in names]
+        if self.grid:  # (what varies between the configurations)
+            names += [k for k in dict.fromkeys(k for c in self.grid for k in c) if k not in names]
         return names
+
+    def technique_search(self, technique: str) -> dict[str, dict[str, Any]]:
+        """A comparison's search space for one technique: the shared settings and its strengths."""
+        return {**self.search, **self.compare[technique]}
 
 
 def spaces_dir() -> Path:
@@ -162,6 +202,9 @@ def load_space(name_or_path: str, directory: Path | None = None) -> Space:
     unknown = sorted(set(doc) - set(TOP_KEYS))
     if unknown:
         raise _err(path, unknown[0], f"unknown key; allowed: {', '.join(TOP_KEYS)}")
+    for key in ("fixed", "search", "compare", "sweep"):
+        if not isinstance(doc.get(key) or {}, dict):
+            raise _err(path, key, f"expected a mapping, got {type(doc[key]).__name__}")
     fixed = doc.get("fixed") or {}
     search = doc.get("search") or {}
     sweep = doc.get("sweep") or {}
@@ -171,17 +214,101 @@ def load_space(name_or_path: str, directory: Path | None = None) -> Space:
     for k in sweep:
         if k not in SWEEP_KEYS:
             raise _err(path, f"sweep.{k}", f"unknown key; allowed: {', '.join(SWEEP_KEYS)}")
+    compare = _compare(path, doc.get("compare"))
+    grid = _grid(path, doc.get("grid"))
+    if compare and grid:
+        raise _err(path, "grid", "a space either compares techniques (compare:) or runs fixed configurations "
+                   "(grid:), not both")
+    if grid and search:
+        raise _err(path, "search", "a grid space runs fixed configurations: it searches nothing (move the "
+                   "settings into each grid entry, or drop grid:)")
     space = Space(name=path.stem, path=path, description=str(doc.get("description", "")).strip(),
-                  fixed=dict(fixed), search=dict(search), sweep=dict(sweep))
+                  fixed=dict(fixed), search=dict(search), sweep=dict(sweep), compare=compare, grid=grid)
+    for k in sweep:
+        if k not in KIND_SWEEP_KEYS[space.kind]:
+            raise _err(path, f"sweep.{k}", f"not for a {space.kind} space; allowed: "
+                       f"{', '.join(KIND_SWEEP_KEYS[space.kind])}")
     validate_space(space)
     return space
+
+
+def _compare(path: Path, value: Any) -> dict[str, dict[str, Any]]:
+    """``compare:`` -> {canonical technique name: {setting: distribution}}, ``none`` first."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not value:
+        raise _err(path, "compare", "expected a mapping technique -> {setting: distribution} (e.g. "
+                   "l2: {l2: {dist: loguniform, low: 1.0e-6, high: 1.0e-2}}, none: {})")
+    out: dict[str, dict[str, Any]] = {}
+    for raw, sub in value.items():
+        try:
+            name = regularizers.parse(str(raw)).name
+        except regularizers.CatalogError as e:
+            raise _err(path, f"compare.{raw}", str(e)) from None
+        if name in out:
+            raise _err(path, f"compare.{raw}", f"the same technique as another entry ({name})")
+        if not isinstance(sub or {}, dict):
+            raise _err(path, f"compare.{raw}", "expected a mapping {setting: distribution} (or {} for none)")
+        out[name] = dict(sub or {})
+    # the baseline first, then as listed
+    return {BASELINE: out.pop(BASELINE, {}), **out}
+
+
+def _grid(path: Path, value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not value or not all(isinstance(c, dict) for c in value):
+        raise _err(path, "grid", "expected a non-empty list of configurations (mappings of settings, e.g. "
+                   "- {regularizer: l2, l2: 1.5e-4})")
+    return [dict(c) for c in value]
 
 
 def validate_space(space: Space) -> None:
     """Check the fixed settings and every distribution (call again after command-line overrides)."""
     _probe(space.path, "fixed", space.fixed)
-    for key, spec in space.search.items():
+    if space.compare:
+        for where, settings in (("fixed", space.fixed), ("search", space.search)):
+            if "regularizer" in settings:
+                raise _err(space.path, f"{where}.regularizer", "a comparison space names its techniques under "
+                           "compare:; drop regularizer here")
+        if space.compare.get(BASELINE):
+            raise _err(space.path, f"compare.{BASELINE}", "the baseline has no strengths to search ({})")
+    for tech, sub in space.compare.items():
+        shared = sorted(set(sub) & set(space.search))
+        if shared:
+            raise _err(space.path, f"compare.{tech}.{shared[0]}", "is searched for every technique already "
+                       "(search:); name it in one place")
+    for key, spec in space.search.items():  # (a comparison's: valid for every technique, none too)
         _check_dist(space.path, key, spec, space.fixed)
+    for tech, sub in space.compare.items():
+        fixed = {**space.fixed, "regularizer": tech}
+        _probe(space.path, f"compare.{tech}", fixed)
+        for key, spec in sub.items():
+            if key not in parse_settings(tech):
+                raise _err(space.path, f"compare.{tech}.{key}", f"not a setting of {tech}; its settings: "
+                           f"{', '.join(parse_settings(tech)) or '(none)'}")
+            _check_dist(space.path, key, spec, fixed)
+    for i, entry in enumerate(space.grid):
+        for key in entry:
+            if key not in known_settings():
+                raise _err(space.path, f"grid[{i}].{key}",
+                           f"unknown setting; known settings: {', '.join(known_settings())}")
+        _probe(space.path, f"grid[{i}]", {**space.fixed, **entry})
+    if space.grid:
+        names = [grid_name(space, i) for i in range(len(space.grid))]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise _err(space.path, "grid", f"two configurations are the same technique ({twice[0]}): a grid "
+                       "compares techniques, one configuration each")
+
+
+def parse_settings(technique: str) -> list[str]:
+    return regularizers.parse(technique).setting_names()
+
+
+def grid_name(space: Space, i: int) -> str:
+    """The technique (canonical name) of a grid configuration."""
+    return make_config({**space.fixed, **space.grid[i]}).regularizer
 
 
 def _suggest(trial, key: str, spec: dict[str, Any]) -> Any:

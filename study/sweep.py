@@ -27,14 +27,13 @@ import pandas as pd
 import ray
 import torch
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from . import optuna_storage, results_location, tasks, trial_dirs, trial_table
+from . import comparison, optuna_storage, results_location, tasks, trial_dirs, trial_table
 from .config import make_config
 from .experiment_dir import RECORD, experiment_dir, read_record
 from .metrics import MODE, OBJECTIVE as METRIC
-from .spaces import Space, define_by_run
+from .spaces import Space, define_by_run, grid_name
 from .redact import redact
 from .status_line import StatusLine, tune_output
 from .trainable import train, train_confirm
@@ -57,6 +56,7 @@ class SweepSettings:
     optuna_storage: str | None = None
     table_refresh_s: float = 30.0
     keep_checkpoints: int | None = 2  # --keep-checkpoints: per trial, the newest (None: all)
+    trials_per_technique: int | None = None  # a comparison space: search trials per technique
     checkpoint_every: int = 1  # --checkpoint-every: epochs between checkpoints (and the last epoch)
     storage_uri: str | None = None  # --results-dir in a bucket: URI/NAME (exp_dir is then its local mirror)
     mlflow: str | None = None  # --mlflow: a tracking URI (study.mlflow_log)
@@ -140,7 +140,8 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
             "name": s.name, "space": space.name, "description": space.description,
             "command": argv, "start_time": now,
             "fixed": space.fixed, "searched": space.searched_names(),
-            "space_definition": {"search": space.search, "sweep": space.sweep},
+            "space_definition": {"search": space.search, "sweep": space.sweep, "compare": space.compare,
+                                 "grid": space.grid},
             "search": {"num_samples": s.num_samples, "sampler": "TPE", "seed": s.seed,
                        "scheduler": "ASHA", "metric": METRIC, "mode": MODE, "grace_period": s.grace_period,
                        "reduction_factor": s.reduction_factor, "max_t": cfg.epochs,
@@ -151,6 +152,19 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
             "optuna_study": s.name,
             "optuna_storage": optuna_storage.record(s.optuna_storage),
         }
+        if space.kind == "compare":  # (one study and one ASHA per technique: study.comparison)
+            doc["search"].update(trials_per_technique=s.trials_per_technique, techniques=list(space.compare),
+                                 sampler="TPE per technique", scheduler="ASHA per technique")
+            doc["optuna_study"] = None
+            doc["optuna_studies"] = [comparison.study_name(s.name, t) for t in space.compare]
+            doc["budget_per_regularizer"] = {t: s.trials_per_technique for t in space.compare}
+        elif space.kind == "grid":
+            doc["search"] = {"kind": "grid", "configurations": len(space.grid), "max_t": cfg.epochs,
+                             "trial_seed": cfg.seed, "max_concurrent": s.max_concurrent,
+                             "cpus_per_trial": s.cpus_per_trial, "gpus_per_trial": s.gpus_per_trial,
+                             "max_failures": s.max_failures, "keep_checkpoints": s.keep_checkpoints,
+                             "checkpoint_every": s.checkpoint_every}
+            doc["optuna_study"] = None
     else:
         doc["fixed"] = space.fixed  # the same settings; only the data location may have moved
         if isinstance(doc.get("search"), dict):  # (may change between runs: the latest is recorded)
@@ -347,12 +361,7 @@ def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.Da
         # (a --resume of a driver killed before Tune's first snapshot also lands here: the
         # Optuna study is loaded from its storage, the abandoned trial dirs stay in the table)
         _record_tune_state(s, "search")
-        searcher = DurableOptunaSearch(
-            space=functools.partial(define_by_run, space.search), metric=METRIC, mode=MODE,
-            sampler=optuna.samplers.TPESampler(seed=s.seed),
-            study_name=s.name, storage=optuna_storage.open_storage(s.storage))
-        scheduler = ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration", max_t=max_t,
-                                  grace_period=min(s.grace_period, max_t), reduction_factor=s.reduction_factor)
+        searcher, scheduler = _search_algorithms(s, space, max_t)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples,
@@ -361,6 +370,28 @@ def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.Da
             run_config=_run_config(s, "search", fixed, s.num_samples),
         )
     return _fit(tuner, s, "search", expected=s.num_samples)
+
+
+def _search_algorithms(s: SweepSettings, space: Space, max_t: int):
+    """(searcher, scheduler): TPE and ASHA over the space; for a comparison space one of each per
+    technique (study.comparison), every study in the experiment's storage."""
+    storage = optuna_storage.open_storage(s.storage)
+    asha = functools.partial(comparison.asha, METRIC, MODE, max_t, s.grace_period, s.reduction_factor)
+
+    def tpe(search: dict, study: str) -> DurableOptunaSearch:
+        # (every technique's sampler has the same seed: its random start-up trials draw the
+        # shared settings, e.g. lr, alike)
+        return DurableOptunaSearch(space=functools.partial(define_by_run, search), metric=METRIC, mode=MODE,
+                                   sampler=optuna.samplers.TPESampler(seed=s.seed), study_name=study,
+                                   storage=storage)
+
+    if space.kind != "compare":
+        return tpe(space.search, s.name), asha()
+    techniques = list(space.compare)
+    searcher = comparison.TechniqueSearch(
+        {t: tpe(space.technique_search(t), comparison.study_name(s.name, t)) for t in techniques},
+        s.trials_per_technique, metric=METRIC, mode=MODE)
+    return searcher, comparison.TechniqueASHA(techniques, asha)
 
 
 def _fit(tuner: tune.Tuner, s: SweepSettings, phase: str, expected: int) -> pd.DataFrame:
@@ -436,23 +467,38 @@ def confirm_plan(table: pd.DataFrame, searched: list[str], top_k: int) -> list[d
     return plan
 
 
+def grid_plan(space: Space) -> list[dict[str, Any]]:
+    """A grid space's configurations, as a confirmation plan (regularizer named in each)."""
+    plan = []
+    for i, entry in enumerate(space.grid):
+        params = {"regularizer": grid_name(space, i), **{k: _plain(v) for k, v in entry.items() if k != "regularizer"}}
+        plan.append({"trial_id": f"grid-{i}", "regularizer": params["regularizer"], "params": params})
+    return plan
+
+
 def run_confirm(s: SweepSettings, space: Space, data: Any, seeds: int, top_k: int = 1) -> pd.DataFrame:
     """Re-run the top-k configuration per regularizer with fresh seeds, full budget, no early
-    stopping: a Tuner over the grid (configuration x seed) in ``ray/confirm``, resumable."""
+    stopping: a Tuner over the grid (configuration x seed) in ``ray/confirm``, resumable. Every
+    configuration gets the same seeds (the analysis pairs the runs by seed). A grid space's
+    configurations run here in the same way, without a search."""
     path = s.ray_dir("confirm")
     trainable = make_trainable(train_confirm, space.fixed, data, s)
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
-        table = refresh_table(s)
-        meta = read_experiment(s.exp_dir)
-        plan = confirm_plan(table, meta.get("searched", space.searched_names()), top_k) if not table.empty else []
+        if space.kind == "grid":  # (fixed configurations: nothing to select)
+            plan = grid_plan(space)
+            how = {"source": "grid", "selected_by": "the space's grid (no search)"}
+        else:
+            table = refresh_table(s)
+            meta = read_experiment(s.exp_dir)
+            plan = confirm_plan(table, meta.get("searched", space.searched_names()), top_k) if not table.empty else []
+            how = {"source": "search", "top_k": top_k, "selected_by": "best-epoch val_loss"}
         if not plan:
             raise RuntimeError("no finished search trial to confirm")
         seed_list = confirm_seeds(make_config(space.fixed).seed, seeds)
         _record_tune_state(s, "confirm")
-        update_experiment(s, confirm={"seeds": seed_list, "top_k": top_k, "selected_by": "best-epoch val_loss",
-                                      "configs": plan})
+        update_experiment(s, confirm={"seeds": seed_list, **how, "configs": plan})
         tuner = tune.Tuner(
             trainable,
             param_space={"params": tune.grid_search([p["params"] for p in plan]),
@@ -492,7 +538,11 @@ def finish_experiment(s: SweepSettings, table: pd.DataFrame, t0: float) -> dict[
         disk={"bytes": size, "files": files, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
         table_refresh_s_last=(round(_LAST_REFRESH_S[str(s.exp_dir)], 4) if str(s.exp_dir) in _LAST_REFRESH_S
                               else None),
-        budget_per_regularizer=budget_per_regularizer(table),
+        # (a comparison recorded its plan at the start: trials_per_technique each, kept, so that
+        # the analysis can check what ran against it)
+        budget_per_regularizer=(doc.get("budget_per_regularizer") if (doc.get("search") or {}).get("trials_per_technique")
+                                else budget_per_regularizer(table)),
+        search_trials_per_regularizer=budget_per_regularizer(table),
         search_trials_by_status=trial_table.status_counts(table),
         settings=asdict(s) | {"results_dir": str(s.results_dir),
                               "storage_uri": results_location.shown(s.storage_uri) if s.storage_uri else None,

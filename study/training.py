@@ -157,7 +157,10 @@ class _Trial:
     reg: Regularization
     opt: torch.optim.Optimizer
     sched: Any
-    gen: torch.Generator  # data order and augmentation draws
+    gen: torch.Generator  # the data order
+    # augmentation and mixing draws: a stream of their own, so that a seed's data order is the
+    # same under every technique (a checkpoint from before it existed: the order stream, as then)
+    aug_gen: torch.Generator
     covered: list[torch.Tensor]  # the parameters penalties cover
     epoch: int = 0
 
@@ -170,6 +173,7 @@ class _Trial:
             "epoch": self.epoch, "model": _plain_model(self.task.model).state_dict(),
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "aug_generator": None if self.aug_gen is self.gen else self.aug_gen.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "config": self.cfg.to_dict(),
         }
@@ -179,6 +183,10 @@ class _Trial:
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.gen.set_state(state["generator"])
+        if state.get("aug_generator") is not None:
+            self.aug_gen.set_state(state["aug_generator"])
+        else:  # (written when one stream drew both: continue it so)
+            self.aug_gen = self.gen
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -187,6 +195,11 @@ class _Trial:
 
 def _plain_model(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)  # a compiled model's state dict is the original's
+
+
+def augmentation_seed(seed: int) -> int:
+    """The seed of a trial's augmentation stream: derived from its seed, apart from the order's."""
+    return (seed + 0x9E3779B97F4A7C15) % 2**63
 
 
 def _setup(cfg: TrialConfig, data: Any, device: torch.device | str | None) -> _Trial:
@@ -199,6 +212,7 @@ def _setup(cfg: TrialConfig, data: Any, device: torch.device | str | None) -> _T
     opt = build_optimizer(cfg, task.model, reg)
     return _Trial(cfg=cfg, device=device, use_amp=cfg.amp and device.type == "cuda", task=task, reg=reg,
                   opt=opt, sched=_scheduler(cfg, opt), gen=torch.Generator().manual_seed(cfg.seed),
+                  aug_gen=torch.Generator().manual_seed(augmentation_seed(cfg.seed)),
                   covered=reg.covered_parameters(_plain_model(task.model)))
 
 
@@ -213,7 +227,7 @@ def _train_epoch(t: _Trial) -> dict[str, Any]:
     correct = torch.zeros((), device=device, dtype=torch.float64)
     count = torch.zeros((), device=device, dtype=torch.long)
     terms: dict[str, Any] = {}
-    for x, y in t.task.train_batches(t.gen):
+    for x, y in t.task.train_batches(t.gen, t.aug_gen):
         with _autocast(device, t.use_amp):
             l, c, n = _sums(t.task.forward(model, x), y, **loss_options)
         loss = l / n.clamp(min=1)

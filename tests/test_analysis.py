@@ -302,8 +302,10 @@ def test_gaps_csv_matches_table1_and_per_seed(reported):
             np.testing.assert_allclose(t1[f"{m}_{k}"], gaps.loc[t1.index, f"final_{m}_{k}"], rtol=1e-12)
     means = ps.groupby("regularizer")["final_val_loss"].mean()
     np.testing.assert_allclose(gaps["final_val_loss_mean"], means[gaps.index], rtol=1e-12)
-    p = st.ttest_ind(ps.loc[ps.regularizer == "l2", "final_gap_loss"], ps.loc[ps.regularizer == "none", "final_gap_loss"],
-                     equal_var=False).pvalue
+    # the confirmation runs share their seeds: the default test (auto) pairs them by seed
+    pair = ps[ps.regularizer == "l2"].merge(ps[ps.regularizer == "none"], on="seed")
+    p = st.ttest_rel(pair["final_gap_loss_x"], pair["final_gap_loss_y"]).pvalue
+    assert len(pair) == 3 and (gaps["test"] == "paired").all()
     assert gaps.at["l2", "final_gap_loss_p"] == pytest.approx(p)
     md = (reported / "table1.md").read_text()
     assert f"{gaps.at['augment', 'final_val_loss_mean']:.3f}" in md
@@ -374,8 +376,10 @@ def test_two_datasets_are_summarised_apart(two_datasets):
         means = mine.groupby("regularizer")["final_val_loss"].mean()
         np.testing.assert_allclose(g["final_val_loss_mean"], means[g.index], rtol=1e-12)
         # each group's techniques are tested against that group's `none`, Holm across that group
-        l2, none = (mine.loc[mine["regularizer"] == r, "final_val_loss"] for r in ("l2", "none"))
-        assert g.at["l2", "final_val_loss_p"] == pytest.approx(st.ttest_ind(l2, none, equal_var=False).pvalue)
+        # (paired by seed within the group: the default test, since every technique ran its seeds)
+        l2, none = (mine.loc[mine["regularizer"] == r].set_index("seed")["final_val_loss"].sort_index()
+                    for r in ("l2", "none"))
+        assert g.at["l2", "final_val_loss_p"] == pytest.approx(st.ttest_rel(l2, none).pvalue)
         sub = long[(long["dataset"] == key[1]) & (long["metric"] == "final_val_loss")]
         np.testing.assert_allclose(sub["p_holm"], S.holm(sub["p_value"]), rtol=1e-12)
     budget = pd.read_csv(out / "budget.csv")

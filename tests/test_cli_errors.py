@@ -18,7 +18,7 @@ SPACE_OK = "fixed: {regularizer: l2_dropout, epochs: 2}\nsearch:\n  lr: {dist: l
 
 @pytest.mark.parametrize("yaml_text,message", [
     ("fixed: [unclosed", "malformed YAML"),
-    ("bogus: 1\n", "bogus: unknown key; allowed: description, fixed, search, sweep"),
+    ("bogus: 1\n", "bogus: unknown key; allowed: description, fixed, search, compare, grid, sweep"),
     ("fixed: {epochz: 3}\n", "fixed.epochz: unknown setting"),
     ("search:\n  lr: {dist: gaussian, low: 0, high: 1}\n", "search.lr.dist: unknown distribution 'gaussian'; allowed: uniform"),
     ("search:\n  lr: {dist: uniform, low: 0.1, high: 0.1}\n", r"search.lr: low \(0.1\) must be < high \(0.1\)"),

@@ -59,3 +59,22 @@ def test_summarize_names_the_paired_design(tmp_path):
     assert s.settings["test"] == "wilcoxon"
     from analysis.report import build, to_markdown
     assert "Wilcoxon signed-rank test (paired design: runs matched by seed)" in to_markdown(build(s))
+
+
+def test_the_default_test_follows_the_design():
+    """--test auto: paired when every technique ran the baseline's seeds, else Welch, saying why."""
+    none = per_seed("none", [1, 2, 3], [2.0, 2.4, 1.9])
+    same = per_seed("l2", [3, 1, 2], [1.7, 1.8, 2.15])
+    assert G.design_test(pd.DataFrame(none + same))[0] == "paired"
+    other = per_seed("l2", [4, 5, 6], [1.7, 1.8, 2.15])
+    test, why = G.design_test(pd.DataFrame(none + other))
+    assert test == "welch" and "L2 regularization (seeds 4, 5, 6)" in why
+    assert G.design_test(pd.DataFrame(per_seed("none", [1], [2.0]) + per_seed("l2", [1], [1.0])))[0] == "welch"
+
+
+def test_summarize_defaults_to_the_paired_test_for_shared_seeds(tmp_path):
+    d = tablegen.make_experiment(tmp_path / "exp")
+    s = summarize(d, n_boot=200, figures=False)
+    assert s.settings["test"] == "paired" and s.settings["test_asked"] == "auto"
+    assert any(n.startswith("test: paired t-test (--test auto: every technique ran the same seeds") for n in s.notes)
+    assert set(pd.read_csv(d / "analysis" / "gaps.csv").test) == {"paired"}

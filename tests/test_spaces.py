@@ -73,11 +73,16 @@ def check_sampled(space, cfg, params: dict) -> None:
 def test_shipped_spaces_exist_and_load():
     names = set(available())
     assert {n for n, _, _ in SINGLE + ENSEMBLES} | set(ALL_SPACES) | {"pos_all"} <= names
+    assert {"compare", "compare_all", "pos_compare", "pos_compare_all", "seed_table1"} <= names
     for name in names:
         space = load_space(name)
-        assert space.description and "lr" in space.searched_names()
         cfg = make_config(space.fixed)
-        assert cfg.epochs >= 1 and space.sweep["num_samples"] >= 1
+        assert space.description and cfg.epochs >= 1
+        if space.kind == "grid":
+            assert space.sweep["seeds"] >= 1 and not space.search
+        else:
+            assert "lr" in space.searched_names()
+            assert space.sweep["trials_per_technique" if space.kind == "compare" else "num_samples"] >= 1
     descs = dict(describe_all())
     assert all(descs[n] for n in names)
 
@@ -223,3 +228,80 @@ def test_overrides_are_validated_against_the_search(tmp_path):
     space = load_space("augment")
     space.fixed = {**space.fixed, "epochs": 3, "classes": 4}
     validate_space(space)
+
+
+# --- comparison and grid spaces -------------------------------------------------------------------
+@pytest.mark.parametrize("name,all_name", [("compare_all", "all"), ("pos_compare_all", "pos_all")])
+def test_compare_all_spaces_take_the_whole_catalog_with_the_all_spaces_ranges(name, all_name):
+    """The comparison of every technique: the same techniques and ranges as the `all` space's
+    categorical choice, the baseline first, one TPE space per technique."""
+    space, every = load_space(name), load_space(all_name)
+    choices = every.search["regularizer"]["choices"]
+    assert space.kind == "compare" and list(space.compare)[0] == "none"
+    assert space.compare == {regularizers.parse(k).name: v for k, v in choices.items()}
+    assert space.search == {"lr": every.search["lr"]} and space.fixed == every.fixed | {"epochs": space.fixed["epochs"]}
+    for tech in space.compare:
+        for t in sample(type(space)(**{**space.__dict__, "search": space.technique_search(tech), "compare": {}}), 6):
+            cfg = make_config({**space.fixed, **t.params, "regularizer": tech})
+            assert set(t.params) == {"lr", *space.compare[tech]} and cfg.regularizer == tech
+
+
+def test_compare_spaces_hold_the_original_studys_techniques():
+    assert list(load_space("compare").compare) == ["none", "l2", "dropout", "augment", "l2+dropout"]
+    assert list(load_space("pos_compare").compare) == ["none", "l2", "dropout", "word_dropout", "l2+dropout"]
+
+
+def test_seed_table1_has_the_reports_settings():
+    space = load_space("seed_table1")
+    cfg = make_config(space.fixed)
+    assert (cfg.model, cfg.dataset, cfg.classes, cfg.epochs) == ("alexnet", "tinyimagenet", 25, 25)
+    runs = {make_config({**space.fixed, **c}).regularizer: make_config({**space.fixed, **c}).strengths
+            for c in space.grid}
+    assert runs == {"none": {}, "l2": {"l2": 1.5e-4}, "dropout": {"dropout": 0.25},
+                    "augment": {"flip_lr_p": 0.5, "flip_ud_p": 0.5, "brightness": 0.4, "contrast_lo": 0.8,
+                                "contrast_hi": 1.2, "saturation_lo": 0.7, "saturation_hi": 1.3},
+                    "l2+dropout": {"l2": 1.5e-4, "dropout": 0.2}}
+    assert space.sweep == {"seeds": 5} and "learning rate" in space.description
+
+
+@pytest.mark.parametrize("body,message", [
+    ("compare: {l2: {l2: {dist: loguniform, low: 1.0e-6, high: 1.0e-2}}, nope: {}}",
+     "compare.nope: regularizer: unknown technique 'nope'"),
+    ("compare: {l2: {dropout: {dist: uniform, low: 0.0, high: 0.5}}}",
+     "compare.l2.dropout: not a setting of l2; its settings: l2"),
+    ("compare: {none: {lr: {dist: uniform, low: 0.001, high: 0.01}}}",
+     "compare.none: the baseline has no strengths to search"),
+    ("compare: {l2: {}, l2_dropout: {}, dropout+l2: {}}", "compare.dropout+l2: the same technique as another"),
+    ("fixed: {regularizer: l2}\ncompare: {l2: {}}", "fixed.regularizer: a comparison space names its techniques"),
+    ("compare: {l2: {l2: {dist: loguniform, low: 1.0e-6, high: 1.0e-2}}}\n"
+     "search: {l2: {dist: loguniform, low: 1.0e-6, high: 1.0e-2}}", "compare.l2.l2: is searched for every technique"),
+    ("compare: {l2: {}}\nsweep: {num_samples: 3}", "sweep.num_samples: not for a compare space; allowed: "
+     "trials_per_technique"),
+    ("grid: [{regularizer: l2, l2: 1.0e-4}, {regularizer: l2, l2: 1.0e-3}]", "grid: two configurations are the "
+     "same technique (l2)"),
+    ("grid: [{regularizer: l2, nope: 1}]", "grid[0].nope: unknown setting"),
+    ("grid: [{regularizer: dropout, dropout: 1.5}]", "grid[0]: dropout: 1.5 is out of range"),
+    ("grid: []", "grid: expected a non-empty list"),
+    ("grid: [{regularizer: none}]\nsearch: {lr: {dist: uniform, low: 0.001, high: 0.01}}",
+     "search: a grid space runs fixed configurations"),
+    ("grid: [{regularizer: none}]\ncompare: {l2: {}}", "grid: a space either compares"),
+    ("grid: [{regularizer: none}]\nsweep: {trials_per_technique: 2}", "sweep.trials_per_technique: not for a grid"),
+])
+def test_bad_comparison_and_grid_spaces_name_the_key(tmp_path, body, message):
+    p = tmp_path / "bad.yaml"
+    p.write_text(f"description: x\n{body}\n")
+    with pytest.raises(SpaceError, match="bad.yaml: " + re_escape(message)):
+        load_space(str(p))
+
+
+def test_a_comparison_always_has_the_baseline(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("description: x\ncompare: {dropout: {dropout: {dist: uniform, low: 0.0, high: 0.5}}, l2: {}}\n")
+    space = load_space(str(p))
+    assert list(space.compare) == ["none", "dropout", "l2"] and space.compare["none"] == {}
+    assert space.searched_names() == ["regularizer", "dropout"]
+
+
+def re_escape(text: str) -> str:
+    import re
+    return re.escape(text)

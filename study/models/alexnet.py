@@ -58,9 +58,14 @@ class AlexNetStyle(nn.Module):
             nn.Linear(1024, num_classes),
         )
         # Materialise the lazy layer now (64x64 is the model's design size) so parameter
-        # counts, the optimizer and checkpoints all see real tensors.
+        # counts, the optimizer and checkpoints all see real tensors. In eval mode: a dropout
+        # site in training mode would draw its mask from the global generator before the layer's
+        # initial weights, so the same seed would start dropout and no dropout from different
+        # weights (the paired comparison needs the same ones).
         with torch.no_grad():
+            self.eval()
             self.classifier(self.features(torch.zeros(1, 3, 64, 64)))
+            self.train()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -33,7 +33,7 @@ def _draws(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
     """The batch's uniforms in [0, 1), one row per transform (lr flip, ud flip, brightness,
     contrast, saturation), drawn in one call and moved to the device in one copy.
 
-    The generator is the trial's CPU generator (order and augmentation streams, saved on resume).
+    The generator is the trial's CPU augmentation generator (saved on resume; not the data order's).
     A plain ``.to("cuda")`` of a pageable tensor synchronises the stream, i.e. waits for the
     previous batch's backward pass, once per copy; a pinned, non-blocking copy does not.
     """

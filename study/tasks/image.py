@@ -68,13 +68,13 @@ def build(cfg: TrialConfig, data: ImageSplits, device: torch.device, reg: Regula
     transforms = reg.transforms_batches
     ctx = {"mean": mean}  # Cutout fills holes with it: 0 after normalisation
 
-    def train_batches(gen: torch.Generator):
+    def train_batches(gen: torch.Generator, aug_gen: torch.Generator | None = None):
         order = torch.randperm(len(train_y), generator=gen).to(device)
         for i in range(0, len(order), cfg.batch_size):
             b = order[i:i + cfg.batch_size]
             x, y = to_float(train_x[b]), train_y[b]
             if transforms:
-                x, y = reg.transform(x, y, gen, ctx)
+                x, y = reg.transform(x, y, gen if aug_gen is None else aug_gen, ctx)
             yield x, y
 
     def eval_set(x_u8: torch.Tensor, y: torch.Tensor):

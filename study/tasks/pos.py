@@ -82,13 +82,13 @@ def build(cfg: TrialConfig, data: PosData, device: torch.device, reg: Regulariza
         ids, lengths = x
         return m(ids, lengths)
 
-    def train_batches(gen: torch.Generator):
+    def train_batches(gen: torch.Generator, aug_gen: torch.Generator | None = None):
         perm = torch.randperm(train.n, generator=gen)
         chunks = by_length(train.lengths, cfg.batch_size, perm)
         for k in torch.randperm(len(chunks), generator=gen).tolist():
             x, y = train.batch(chunks[k])
             if transforms:
-                x, y = reg.transform(x, y, gen, ctx)
+                x, y = reg.transform(x, y, gen if aug_gen is None else aug_gen, ctx)
             yield x, y
 
     def eval_set(split: _DeviceSplit, subset: torch.Tensor | None = None, oov_only: bool = False):

@@ -19,9 +19,10 @@ Batch = tuple[Any, Any]
 class Task:
     """A built task, ready to train: what the generic loop in ``study.training`` needs."""
     model: nn.Module
-    # Training batches for one epoch, drawn (order, augmentation) from the given generator, with
-    # the regularizer's batch transforms applied.
-    train_batches: Callable[[Any], Iterator[Batch]]
+    # Training batches for one epoch: ``train_batches(gen, aug_gen=None)``, the order drawn from
+    # ``gen``, the regularizer's batch transforms (augmentation, mixing) from ``aug_gen`` (``gen``
+    # when None). Two streams keep the data order of a seed the same under every technique.
+    train_batches: Callable[..., Iterator[Batch]]
     # Named evaluation sets; "train_clean" and "val" every epoch, "test*" after the last one.
     eval_sets: dict[str, Callable[[], Iterable[Batch]]]
     forward: Callable[[nn.Module, Any], Any]
