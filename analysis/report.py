@@ -168,7 +168,9 @@ def build(s: Summary) -> dict[str, Any]:
     }
 
 
-def to_markdown(c: dict[str, Any]) -> str:
+def to_markdown(c: dict[str, Any], *, svg: bool = True) -> str:
+    """The report as Markdown; ``svg``: link each figure's SVG twin too (the published copy has
+    PNGs only)."""
     out = [f"# {c['title']}", "", f"**State: {_state_text(c['state'])}**", "", "## Setup", ""]
     out += [f"- **{k}:** {v}" for k, v in c["setup"]]
     out += ["", "### Budget per regularizer type", "", G.markdown_table(c["budget"]), ""]
@@ -185,7 +187,7 @@ def to_markdown(c: dict[str, Any]) -> str:
             continue
         base = name.split("_")[0]
         out += [f"### {name}", "", FIGURE_TEXT.get(base, ""), "",
-                f"![{name}](figures/{png.name})", f"([SVG](figures/{png.stem}.svg))", ""]
+                f"![{name}](figures/{png.name})", *([f"([SVG](figures/{png.stem}.svg))"] if svg else []), ""]
     if c["notes"]:
         out += ["## Notes", ""] + [f"- {n}" for n in c["notes"]] + [""]
     return "\n".join(out)

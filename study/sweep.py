@@ -4,9 +4,10 @@ Layout of an experiment directory ``results/NAME/``::
 
     experiment.json          what was run (space, fixed settings, search settings, plan of the
                              confirmation, hardware, versions, times, budget per regularizer)
-    optuna.db                the Optuna study (default storage; study name = NAME)
+    optuna.db                the Optuna study (default storage; study name = NAME; a comparison
+                             space: one per technique, NAME:<technique>; a grid space: none)
     ray/search/              Ray Tune experiment of the search (trial dirs ``trial_<id>``)
-    ray/confirm/             Ray Tune experiment of the confirmation grid
+    ray/confirm/             Ray Tune experiment of the confirmation grid (a grid space's runs)
     statuses.json            Tune's final status per trial and phase (for the table)
     trials.parquet/.csv      the long trial table (study.trial_table), summary.csv
 """

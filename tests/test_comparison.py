@@ -169,6 +169,13 @@ def test_grid_runs_every_configuration_and_seed_once(cluster, nd, spaces, tmp_pa
     assert set(ens.l2) == {1.0e-4} and set(ens.dropout) == {0.3}
     meta = json.loads((exp / "experiment.json").read_text())
     assert meta["confirm"]["source"] == "grid" and meta["confirm"]["seeds"] == [1, 2]
+    # --resume goes through the same machinery: the finished grid stays as it is; other seeds are refused
+    resume = ["--name", "g", "--results-dir", str(results), "--nltk-data", str(nd), "--resume"]
+    assert main(resume) == 0
+    again = pd.read_parquet(exp / "trials.parquet")
+    assert sorted(again.trial_id.unique()) == sorted(table.trial_id.unique()) and len(again) == len(table)
+    assert main(resume + ["--seeds", "3"]) == 2
+    assert "--seeds 3: experiment 'g' was run with 2 seeds" in capsys.readouterr().err
     # a grid searches nothing: the search options are refused
     assert main(["--space", str(spaces / "fixed.yaml"), "--nltk-data", str(nd), "--name", "g2",
                  "--results-dir", str(results), "--num-samples", "3"]) == 2
