@@ -112,17 +112,24 @@ def design_statement(e: dict[str, Any]) -> str:
     srch = e.get("search") if isinstance(e.get("search"), dict) else {}
     conf = e.get("confirm") if isinstance(e.get("confirm"), dict) else {}
     seeds = conf.get("seeds") or []
-    same = (f" Every configuration ran the same {len(seeds)} seeds ({', '.join(map(str, seeds))}): seed k gives "
-            "every technique the same initial weights and the same data order, so the runs are paired by seed."
-            if seeds else "")
+    same = ""
+    if seeds:
+        same = f" Every configuration ran the same {len(seeds)} seeds ({', '.join(map(str, seeds))})"
+        same += (": seed k gives every technique the same initial weights and the same data order, so the runs "
+                 "are paired by seed." if e.get("paired_seeds") else
+                 " (recorded before regstudy gave every technique the same initial weights and data order at "
+                 "one seed: the runs share their seeds, nothing more).")
     if srch.get("kind") == "grid" or conf.get("source") == "grid":
         return ("Fixed configurations from the space's grid (no search, no early stopping; "
                 f"{len(conf.get('configs') or [])} configurations)." + same)
     if srch.get("trials_per_technique"):
+        k = conf.get("top_k", 1)
+        confirmed = (f" The best {'trial' if k == 1 else f'{k} trials'} of each technique "
+                     f"{'was' if k == 1 else 'were'} re-run at full budget." if conf.get("configs") else
+                     " No confirmation phase: each technique's numbers are its best search trial's.")
         return (f"Comparison by construction: every technique got exactly {srch['trials_per_technique']} search "
                 "trials, each technique its own TPE study and its own ASHA (a trial is stopped only by trials of "
-                "its own technique), all interleaved on one cluster; the best trial per technique was confirmed "
-                "at full budget." + same)
+                "its own technique), all interleaved on one cluster." + confirmed + same)
     if "regularizer" in (e.get("searched") or []):
         return ("One TPE search chose among the techniques (a categorical choice) with one ASHA over all trials: "
                 "techniques can get unequal budgets; a comparison space (compare:) gives equal ones." + same)

@@ -119,7 +119,11 @@ def summarize(results: str | Path, out: str | Path | None = None, *, test: str =
     ps = G.per_seed_metrics(rows)
     asked = test
     if test == G.AUTO:  # (paired when the runs are paired by seed, as a comparison's are)
-        test, why = G.design_test(ps[ps["phase"] == "confirm"] if len(ps) else ps)
+        confirmed = ps[ps["phase"] == "confirm"] if len(ps) else ps
+        test, why = G.design_test(confirmed)
+        alone = sorted(set(ps["regularizer"]) - set(confirmed["regularizer"])) if len(ps) else []
+        if alone:  # (their one search trial has no test under either)
+            why += f"; without confirmation runs, so untested: {', '.join(alone)}"
         notes.append(f"test: {TESTS[test][0]} (--test auto: {why})")
     long = G.gap_summary_long(ps, sources, test=test, n_boot=n_boot, seed=seed)
     wide = G.gap_summary(ps, sources, long=long)

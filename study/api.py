@@ -134,6 +134,8 @@ def load(path: str | os.PathLike) -> Loaded:
     record = read_record(d)  # (ConfigError for a broken record, as documented)
     table = load_trials(d)
     url = study_storage(d, record)
+    if url.startswith(optuna_storage.SQLITE) and not Path(url[len(optuna_storage.SQLITE):]).exists():
+        return Loaded(table, record, {})  # (a grid searches nothing: opening would create the file)
     storage = optuna_storage.open_storage(url)
     names = set(optuna.get_all_study_names(storage))
     wanted = [record.get("optuna_study") or record.get("name") or d.name, *record.get("optuna_studies", [])]

@@ -4,7 +4,7 @@ A space with ``compare:`` (study.spaces) is searched with
 
 * :class:`TechniqueSearch`, a Ray Tune ``Searcher`` that holds one searcher per technique (an
   ``OptunaSearch`` with its own TPE sampler and its own Optuna study, all in the experiment's
-  storage) and hands out trials round-robin over the techniques that have not had their
+  storage; :func:`startup_trials` of them random) and hands out trials round-robin over the techniques that have not had their
   ``trials_per_technique`` yet: every technique gets exactly that many trials, and the
   techniques' trials run interleaved, so the cluster never waits for one technique to finish;
 * :class:`TechniqueASHA`, a ``TrialScheduler`` that holds one ``ASHAScheduler`` per technique and
@@ -123,6 +123,12 @@ class TechniqueASHA(_PickledState, FIFOScheduler):
 
     def debug_string(self) -> str:
         return "\n".join(f"{t}: {s.debug_string()}" for t, s in self.by_technique.items())
+
+
+def startup_trials(trials_per_technique: int) -> int:
+    """TPE's random start-up trials for one technique: half its budget, at most Optuna's default
+    10 (with the default, a technique of 8 trials would never leave random search)."""
+    return max(1, min(10, int(trials_per_technique) // 2))
 
 
 def asha(metric: str, mode: str, max_t: int, grace_period: int, reduction_factor: float) -> ASHAScheduler:

@@ -230,6 +230,11 @@ def _recorded_space(exp_dir: Path, meta: dict, args, overrides: dict) -> Space:
         elif make_config(upgrade_record({**fixed, key: value})).to_dict().get(key) != recorded.get(key):
             raise ConfigError(f"{key}={value}: experiment {exp_dir.name!r} was run with {key}={recorded.get(key)}; "
                               f"a resumed or confirmed experiment keeps its settings (use a new --name)")
+    sd = meta.get("space_definition", {})
+    space = Space(name=meta.get("space", "?"), path=exp_dir / "experiment.json",
+                  description=meta.get("description", ""), fixed=fixed, search=sd.get("search", {}),
+                  sweep=sd.get("sweep", {}), compare=sd.get("compare") or {}, grid=sd.get("grid") or [])
+    check_kind_options(args, space)  # (before the recorded values: the kind's message is the one to give)
     recorded_search = meta.get("search", {})
     if args.keep_checkpoints is not None and recorded_search and "keep_checkpoints" not in recorded_search:
         raise ConfigError(f"--keep-checkpoints {args.keep_checkpoints}: experiment {exp_dir.name!r} predates "
@@ -241,10 +246,6 @@ def _recorded_space(exp_dir: Path, meta: dict, args, overrides: dict) -> Space:
             raise ConfigError(f"--{key.replace('_', '-')} {value}: experiment {exp_dir.name!r} was run with "
                               f"{key}={recorded_search[key]}; a resumed or confirmed experiment keeps its "
                               "settings (use a new --name)")
-    sd = meta.get("space_definition", {})
-    space = Space(name=meta.get("space", "?"), path=exp_dir / "experiment.json",
-                  description=meta.get("description", ""), fixed=fixed, search=sd.get("search", {}),
-                  sweep=sd.get("sweep", {}), compare=sd.get("compare") or {}, grid=sd.get("grid") or [])
     if space.kind == "grid" and args.seeds is not None:
         recorded_seeds = len((meta.get("confirm") or {}).get("seeds") or [])
         if recorded_seeds and args.seeds != recorded_seeds:
@@ -269,13 +270,14 @@ def check_kind_options(args, space: Space) -> None:
         "compare": {"--num-samples": "a comparison space gives every technique --trials-per-technique N trials",
                     "--seeds": "a comparison confirms its best configurations with --confirm-seeds S"},
         "grid": dict.fromkeys(("--num-samples", "--trials-per-technique", "--grace-period", "--reduction-factor",
-                               "--confirm-seeds", "--confirm-only"), grid),
+                               "--seed", "--confirm-seeds", "--confirm-only", "--confirm-top-k"), grid),
         "search": {"--trials-per-technique": "only a comparison space (compare:) has techniques to budget; use "
                                              "--num-samples",
                    "--seeds": "a search space confirms its best configurations with --confirm-seeds S"},
     }[space.kind]
     for option, why in wrong.items():
-        if getattr(args, option[2:].replace("-", "_")) not in (None, 0, False):
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value not in (None, 0, False) and not (option == "--confirm-top-k" and value == 1):
             raise ConfigError(f"{option}: not for space {space.name!r} (a {space.kind} space): {why}")
 
 
@@ -359,7 +361,6 @@ def main(argv: list[str] | None = None) -> int:
             if is_uri(args.results_dir):
                 results_location.check_copy_in_place(exp_dir, record, _restored_phases(args, record))
             space = _recorded_space(exp_dir, record, args, overrides)
-            check_kind_options(args, space)
             check_in_place(exp_dir, record, _restored_phases(args, record))
             check_tune_state(exp_dir, _restored_phases(args, record))
             args.optuna_storage = optuna_storage.for_experiment(record.get("optuna_storage"), exp_dir,

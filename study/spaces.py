@@ -59,6 +59,10 @@ KIND_SWEEP_KEYS = {"search": ("num_samples", "grace_period", "reduction_factor",
                    "compare": ("trials_per_technique", "grace_period", "reduction_factor", "seed"),
                    "grid": ("seeds",)}
 BASELINE = regularizers.NONE  # always in a comparison: every technique is tested against it
+# Settings the same for every configuration of a grid: the run's seed, the data, the group the
+# analysis compares within, and the epoch budget (set them under fixed:).
+GRID_SHARED = ("seed", "task", "model", "dataset", "data", "corpus", "tagset", "classes", "class_list", "epochs",
+               "split_seed", "val_fraction", "test_fraction")
 
 
 class SpaceError(ConfigError):
@@ -293,6 +297,9 @@ def validate_space(space: Space) -> None:
             if key not in known_settings():
                 raise _err(space.path, f"grid[{i}].{key}",
                            f"unknown setting; known settings: {', '.join(known_settings())}")
+            if key in GRID_SHARED:
+                raise _err(space.path, f"grid[{i}].{key}", "is the same for every configuration (the runs are "
+                           "compared at equal budgets and seeds, on the same data): set it under fixed:")
         _probe(space.path, f"grid[{i}]", {**space.fixed, **entry})
     if space.grid:
         names = [grid_name(space, i) for i in range(len(space.grid))]

@@ -152,10 +152,14 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
                        "checkpoint_every": s.checkpoint_every},
             "optuna_study": s.name,
             "optuna_storage": optuna_storage.record(s.optuna_storage),
+            # seed k: the same initial weights and data order under every technique (the
+            # analysis' design statement says so only for experiments that record it)
+            "paired_seeds": True,
         }
         if space.kind == "compare":  # (one study and one ASHA per technique: study.comparison)
             doc["search"].update(trials_per_technique=s.trials_per_technique, techniques=list(space.compare),
-                                 sampler="TPE per technique", scheduler="ASHA per technique")
+                                 sampler="TPE per technique", scheduler="ASHA per technique",
+                                 tpe_startup_trials=comparison.startup_trials(s.trials_per_technique))
             doc["optuna_study"] = None
             doc["optuna_studies"] = [comparison.study_name(s.name, t) for t in space.compare]
             doc["budget_per_regularizer"] = {t: s.trials_per_technique for t in space.compare}
@@ -379,18 +383,18 @@ def _search_algorithms(s: SweepSettings, space: Space, max_t: int):
     storage = optuna_storage.open_storage(s.storage)
     asha = functools.partial(comparison.asha, METRIC, MODE, max_t, s.grace_period, s.reduction_factor)
 
-    def tpe(search: dict, study: str) -> DurableOptunaSearch:
-        # (every technique's sampler has the same seed: its random start-up trials draw the
-        # shared settings, e.g. lr, alike)
+    def tpe(search: dict, study: str, startup: int | None = None) -> DurableOptunaSearch:
+        kw = {} if startup is None else {"n_startup_trials": startup}
         return DurableOptunaSearch(space=functools.partial(define_by_run, search), metric=METRIC, mode=MODE,
-                                   sampler=optuna.samplers.TPESampler(seed=s.seed), study_name=study,
+                                   sampler=optuna.samplers.TPESampler(seed=s.seed, **kw), study_name=study,
                                    storage=storage)
 
     if space.kind != "compare":
         return tpe(space.search, s.name), asha()
+    startup = comparison.startup_trials(s.trials_per_technique)
     techniques = list(space.compare)
     searcher = comparison.TechniqueSearch(
-        {t: tpe(space.technique_search(t), comparison.study_name(s.name, t)) for t in techniques},
+        {t: tpe(space.technique_search(t), comparison.study_name(s.name, t), startup) for t in techniques},
         s.trials_per_technique, metric=METRIC, mode=MODE)
     return searcher, comparison.TechniqueASHA(techniques, asha)
 

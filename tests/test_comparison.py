@@ -130,7 +130,8 @@ def test_equal_budgets_asha_within_technique_and_paired_confirmation(cluster, nd
     assert cross[1] == 1  # l2's first trial would have been stopped at epoch 1
     meta = json.loads((exp / "experiment.json").read_text())
     assert meta["search"]["trials_per_technique"] == N and meta["budget_per_regularizer"] == {"none": N, "l2": N}
-    assert meta["optuna_studies"] == ["fair:none", "fair:l2"]
+    assert meta["optuna_studies"] == ["fair:none", "fair:l2"] and meta["paired_seeds"] is True
+    assert meta["search"]["tpe_startup_trials"] == comparison.startup_trials(N) == 1
 
     # the confirmation: the same seeds for both techniques, and the analysis pairs them
     table = pd.read_parquet(exp / "trials.parquet")
@@ -262,6 +263,10 @@ def test_technique_search_round_robin_exact_budget_and_restore(tmp_path):
     assert s3.counts() == {"none": 1, "l2": 1, "mixup": 1}
     assert [s3.suggest(f"v{i}")["regularizer"] for i in range(3)] == ["none", "l2", "mixup"]
     assert s3.suggest("v9") == Searcher.FINISHED
+
+
+def test_tpe_leaves_random_search_within_a_techniques_budget():
+    assert [comparison.startup_trials(n) for n in (1, 3, 8, 12, 20, 40)] == [1, 1, 4, 6, 10, 10]
 
 
 class _Cfg:

@@ -43,15 +43,18 @@ def data(tiny_zip, tmp_path_factory):
 
 
 def start(settings: dict, data, model: str, regularizer: str, seed: int = SEED):
-    """(initial weights, the targets of two epochs of training batches in order)."""
+    """(initial weights, the targets of two epochs of training batches in order, the order
+    stream's state after them, the inputs when the technique leaves them alone)."""
     cfg = make_config({**settings, "model": model, "regularizer": regularizer, "seed": seed, "device": "cpu"})
     t = _setup(cfg, data, "cpu")
     weights = {k: v.clone() for k, v in t.task.model.state_dict().items()}
-    order = []
+    order, inputs = [], []
     for _ in range(2):
-        for _, y in t.task.train_batches(t.gen, t.aug_gen):
+        for x, y in t.task.train_batches(t.gen, t.aug_gen):
             order.append((y.y_a if isinstance(y, MixedTargets) else y).clone())
-    return weights, order
+            if not t.reg.transforms_batches:
+                inputs.append((x[0] if isinstance(x, tuple) else x).clone())
+    return weights, order, t.gen.get_state(), inputs
 
 
 @pytest.mark.parametrize("task,model", MODELS)
@@ -59,14 +62,18 @@ def test_seed_gives_every_technique_the_same_weights_and_data_order(data, one_th
     settings, d = data[task]
     names = techniques(task, model)
     assert "none" in names and len(names) >= (2 if model == "efficientnet_b0" else 8)
-    w0, order0 = start(settings, d, model, "none")
+    w0, order0, stream0, inputs0 = start(settings, d, model, "none")
     for name in names:
-        w, order = start(settings, d, model, name)
+        w, order, stream, inputs = start(settings, d, model, name)
         assert w.keys() == w0.keys() and all(torch.equal(w[k], w0[k]) for k in w0), (name, "initial weights")
         assert len(order) == len(order0) and all(torch.equal(a, b) for a, b in zip(order, order0)), \
             (name, "data order")
+        # the order stream drew exactly what none's did (the order comes from it alone), and a
+        # technique that leaves the inputs alone sees none's samples, sample for sample
+        assert torch.equal(stream, stream0), (name, "order stream")
+        assert all(torch.equal(a, b) for a, b in zip(inputs, inputs0)), (name, "samples")
     # (a control: another seed gives other weights and another order)
-    w1, order1 = start(settings, d, model, "none", seed=SEED + 1)
+    w1, order1, _, _ = start(settings, d, model, "none", seed=SEED + 1)
     assert not all(torch.equal(w1[k], w0[k]) for k in w0)
     assert not all(torch.equal(a, b) for a, b in zip(order1, order0))
 
@@ -74,3 +81,21 @@ def test_seed_gives_every_technique_the_same_weights_and_data_order(data, one_th
 def test_every_technique_of_the_catalog_is_covered():
     covered = {n for task, model in MODELS for n in techniques(task, model)}
     assert set(regularizers.names()) <= covered
+
+
+def test_a_checkpoint_from_one_stream_continues_on_one_stream(data, one_thread):
+    """A checkpoint written before the augmentation stream existed (no "aug_generator") resumes
+    with both drawn from the order stream, as they were when it was written."""
+    settings, d = data["image"]
+    cfg = make_config({**settings, "model": "alexnet", "regularizer": "augment", "seed": SEED, "device": "cpu"})
+    t = _setup(cfg, d, "cpu")
+    state = t.state()
+    assert state["aug_generator"] is not None
+    old = {k: v for k, v in state.items() if k != "aug_generator"}
+    t2 = _setup(cfg, d, "cpu")
+    t2.restore(old)
+    assert t2.aug_gen is t2.gen and t2.state()["aug_generator"] is None
+    t3 = _setup(cfg, d, "cpu")
+    t.aug_gen.manual_seed(99)
+    t3.restore(t.state())
+    assert t3.aug_gen is not t3.gen and torch.equal(t3.aug_gen.get_state(), t.aug_gen.get_state())

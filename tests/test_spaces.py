@@ -280,6 +280,9 @@ def test_seed_table1_has_the_reports_settings():
     ("grid: [{regularizer: l2, l2: 1.0e-4}, {regularizer: l2, l2: 1.0e-3}]", "grid: two configurations are the "
      "same technique (l2)"),
     ("grid: [{regularizer: l2, nope: 1}]", "grid[0].nope: unknown setting"),
+    ("grid: [{regularizer: none}, {regularizer: l2, epochs: 3}]", "grid[1].epochs: is the same for every "
+     "configuration"),
+    ("grid: [{regularizer: none, seed: 3}]", "grid[0].seed: is the same for every configuration"),
     ("grid: [{regularizer: dropout, dropout: 1.5}]", "grid[0]: dropout: 1.5 is out of range"),
     ("grid: []", "grid: expected a non-empty list"),
     ("grid: [{regularizer: none}]\nsearch: {lr: {dist: uniform, low: 0.001, high: 0.01}}",
