@@ -247,11 +247,16 @@ def _recorded_space(exp_dir: Path, meta: dict, args, overrides: dict) -> Space:
                               f"{key}={recorded_search[key]}; a resumed or confirmed experiment keeps its "
                               "settings (use a new --name)")
     if space.kind == "grid" and args.seeds is not None:
-        recorded_seeds = len((meta.get("confirm") or {}).get("seeds") or [])
-        if recorded_seeds and args.seeds != recorded_seeds:
-            raise ConfigError(f"--seeds {args.seeds}: experiment {exp_dir.name!r} was run with {recorded_seeds} "
+        recorded = recorded_seeds(meta)
+        if recorded and args.seeds != recorded:
+            raise ConfigError(f"--seeds {args.seeds}: experiment {exp_dir.name!r} was run with {recorded} "
                               "seeds; a resumed experiment keeps its settings (use a new --name)")
     return space
+
+
+def recorded_seeds(record: dict) -> int:
+    """How many seeds a grid experiment's runs were planned with (0: none planned yet)."""
+    return len((record.get("confirm") or {}).get("seeds") or [])
 
 
 def _restored_phases(args, record: dict) -> tuple[str, ...]:
@@ -518,9 +523,8 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometh
         per_technique = pick(args.trials_per_technique, "trials_per_technique", 8, int)
         num_samples = per_technique * len(space.compare)
     elif space.kind == "grid":
-        recorded_seeds = len((sweep.read_experiment(exp_dir).get("confirm") or {}).get("seeds") or []) \
-            if continuing else 0
-        grid_seeds = args.seeds or recorded_seeds or int(space.sweep.get("seeds", 5))
+        grid_seeds = (args.seeds or (recorded_seeds(sweep.read_experiment(exp_dir)) if continuing else 0)
+                      or int(space.sweep.get("seeds", 5)))
         num_samples = len(space.grid) * grid_seeds
     else:
         num_samples = pick(args.num_samples, "num_samples", 8, int)
