@@ -21,9 +21,9 @@ from pathlib import Path
 from study import cli, preflight
 
 from . import gaps as G
-from .report import _hms, build, to_markdown
+from .report import _hms, _key_blocks, build, to_markdown
 from .stats import TESTS
-from .summarize import BAD_INPUT, add_options, check_options, key_table, summarize
+from .summarize import BAD_INPUT, add_options, check_options, summarize
 
 MAX_BYTES = 2 * 2**20
 
@@ -44,12 +44,8 @@ def cpu_model() -> str:
 
 
 def headline(s) -> str:
-    """The gap summary's key table (markdown), one block per task / dataset / model: the table
-    the report shows, from the same function."""
-    blocks = []
-    for key, g in s.gaps.groupby(G.GROUP_KEYS, sort=False):
-        blocks.append(G.markdown_table(key_table(g, group=False)))
-    return "\n\n".join(blocks)
+    """The report's gap summary tables (markdown), one block per task / dataset / model."""
+    return "\n\n".join(G.markdown_table(table) for _, table in _key_blocks(s.gaps))
 
 
 def readme(s, argv: list[str], label: str | None) -> str:

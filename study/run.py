@@ -363,14 +363,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"no experiment {args.name!r} in {args.results_dir} to "
                                   f"{'resume' if args.resume else 'confirm'}")
             record = read_record(exp_dir)
+            phases = _restored_phases(args, record)
             if is_uri(args.results_dir):
-                results_location.check_copy_in_place(exp_dir, record, _restored_phases(args, record))
+                results_location.check_copy_in_place(exp_dir, record, phases)
             space = _recorded_space(exp_dir, record, args, overrides)
-            check_in_place(exp_dir, record, _restored_phases(args, record))
-            check_tune_state(exp_dir, _restored_phases(args, record))
+            check_in_place(exp_dir, record, phases)
+            check_tune_state(exp_dir, phases)
             args.optuna_storage = optuna_storage.for_experiment(record.get("optuna_storage"), exp_dir,
                                                                 args.optuna_storage)
-            _check_study(exp_dir, record, args.optuna_storage, _restored_phases(args, record),
+            _check_study(exp_dir, record, args.optuna_storage, phases,
                          saved_at=args.storage_uri if is_uri(args.results_dir) else None)
         else:
             space = load_space(args.space or DEFAULT_SPACE)

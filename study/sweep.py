@@ -137,6 +137,10 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
     commands = doc.get("commands", []) + [{"argv": argv, "time": now}]
     if not doc:
         cfg = make_config(space.fixed)
+        runs = {"max_t": cfg.epochs, "trial_seed": cfg.seed, "max_concurrent": s.max_concurrent,
+                "cpus_per_trial": s.cpus_per_trial, "gpus_per_trial": s.gpus_per_trial,
+                "max_failures": s.max_failures, "keep_checkpoints": s.keep_checkpoints,
+                "checkpoint_every": s.checkpoint_every}  # (how every kind of space runs its trials)
         doc = {
             "name": s.name, "space": space.name, "description": space.description,
             "command": argv, "start_time": now,
@@ -145,11 +149,7 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
                                  "grid": space.grid},
             "search": {"num_samples": s.num_samples, "sampler": "TPE", "seed": s.seed,
                        "scheduler": "ASHA", "metric": METRIC, "mode": MODE, "grace_period": s.grace_period,
-                       "reduction_factor": s.reduction_factor, "max_t": cfg.epochs,
-                       "trial_seed": cfg.seed, "max_concurrent": s.max_concurrent,
-                       "cpus_per_trial": s.cpus_per_trial, "gpus_per_trial": s.gpus_per_trial,
-                       "max_failures": s.max_failures, "keep_checkpoints": s.keep_checkpoints,
-                       "checkpoint_every": s.checkpoint_every},
+                       "reduction_factor": s.reduction_factor, **runs},
             "optuna_study": s.name,
             "optuna_storage": optuna_storage.record(s.optuna_storage),
             # seed k: the same initial weights and data order under every technique (the
@@ -164,11 +164,7 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
             doc["optuna_studies"] = [comparison.study_name(s.name, t) for t in space.compare]
             doc["budget_per_regularizer"] = {t: s.trials_per_technique for t in space.compare}
         elif space.kind == "grid":
-            doc["search"] = {"kind": "grid", "configurations": len(space.grid), "max_t": cfg.epochs,
-                             "trial_seed": cfg.seed, "max_concurrent": s.max_concurrent,
-                             "cpus_per_trial": s.cpus_per_trial, "gpus_per_trial": s.gpus_per_trial,
-                             "max_failures": s.max_failures, "keep_checkpoints": s.keep_checkpoints,
-                             "checkpoint_every": s.checkpoint_every}
+            doc["search"] = {"kind": "grid", "configurations": len(space.grid), **runs}
             doc["optuna_study"] = None
     else:
         doc["fixed"] = space.fixed  # the same settings; only the data location may have moved

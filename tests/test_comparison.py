@@ -138,6 +138,7 @@ def test_equal_budgets_asha_within_technique_and_paired_confirmation(cluster, nd
     conf = table[table.phase == "confirm"]
     seeds = conf.groupby("regularizer")["seed"].apply(lambda s: sorted(set(s))).to_dict()
     assert seeds == {"none": [1, 2, 3], "l2": [1, 2, 3]}
+    from analysis.report import setup_items
     from analysis.summarize import summarize
     s = summarize(exp, n_boot=200, figures=False)
     assert s.settings["test"] == "paired" and any("paired by seed" in n for n in s.notes)
@@ -147,8 +148,9 @@ def test_equal_budgets_asha_within_technique_and_paired_confirmation(cluster, nd
     assert row["test"] == "paired"
     assert row["final_val_loss_p"] == pytest.approx(st.ttest_rel(by["l2"], by["none"]).pvalue, rel=1e-9)
     assert row["final_val_loss_diff_none"] == pytest.approx(float((by["l2"] - by["none"]).mean()))
-    assert "Each regularizer type got the same budget: 3 search trials per type" in " ".join(
-        v for _, v in __import__("analysis.report", fromlist=["setup_items"]).setup_items(s))
+    setup = dict(setup_items(s))
+    assert setup["Budget"].startswith("Each regularizer type got the same budget: 3 search trials per type")
+    assert setup["Design"].startswith("Comparison by construction: every technique got exactly 3 search trials")
 
 
 def test_grid_runs_every_configuration_and_seed_once(cluster, nd, spaces, tmp_path, capsys):
