@@ -2,12 +2,14 @@
 
     python -m benchmarks.peers [--trials 8] [--epochs 5] [--classes 5] [--space l2] [--concurrency 1]
         [--seed 0] [--data PATH] [--out DIR] [--only loop,optuna,ray_asha,ray_noasha] [--set key=value ...]
+        [--checkpoint-every E]
 
 Same data, model, space, trial count, epochs, trial seed and concurrency in each:
 
 (a) ``loop``: ``python -m study.train_once`` processes, ``--concurrency`` at a time, over
     configurations drawn at random from the space (Optuna's RandomSampler, ``--seed``);
-(b) ``optuna``: Optuna alone in this process: TPE (``--seed``) with ``SuccessiveHalvingPruner`` at
+(b) ``optuna``: Optuna alone in this process: TPE (``--seed``, the same random start-up trials as
+    study.run's: half the trials, at most 10) with ``SuccessiveHalvingPruner`` at
     the space's grace period and reduction factor (ASHA's rungs), ``n_jobs`` = the concurrency,
     the objective ``study.training.run_trial`` reporting val_loss per epoch;
 (c) ``ray_asha`` / ``ray_noasha``: ``python -m study.run`` with ``--max-concurrent`` = the
@@ -21,7 +23,8 @@ to its end (the data is decoded into the cache once before, untimed).
 For each: wall time, trials and epochs per hour, the machine's mean CPU use (/proc/stat, all
 processes: other users' too), and the best val_loss reached as a function of wall time (anytime
 curve: ``DIR/anytime.csv`` and ``DIR/anytime.png``); for (c) also the fixed cost (command start to
-the first trial's first epoch) and each trial's time outside its epochs. Each approach's record
+the first trial's first epoch) and each trial's time outside its epochs and its final test
+evaluation (``test_time_s``, the same work in every approach). Each approach's record
 is kept in ``DIR/<approach>.json``: a later ``--only`` run adds to the same table.
 Ends with one line: ``peers wall_s loop=L optuna=O ray_asha=A ray_noasha=N``.
 """
@@ -58,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(REPO / "results" / "peers"), help="records, CSV and figure (not in git)")
     p.add_argument("--only", default=",".join(APPROACHES), help="comma-separated subset of " + ", ".join(APPROACHES))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--checkpoint-every", type=int, help="(c): study.run's --checkpoint-every (default: study.run's)")
     return p
 
 
@@ -153,7 +157,11 @@ def run_optuna(args, fixed: dict, space, t0: float, grace: int, rf: float) -> di
     splits = load_splits(make_config(fixed))  # (inside the timed span: the loop and study.run load too)
     events, lock = [], threading.Lock()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=args.seed),
+    from study.comparison import startup_trials
+
+    # (the same TPE as study.run's: its random start-up trials follow the budget)
+    sampler = optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=startup_trials(args.trials))
+    study = optuna.create_study(direction="minimize", sampler=sampler,
                                 pruner=optuna.pruners.SuccessiveHalvingPruner(
                                     min_resource=grace, reduction_factor=int(rf), min_early_stopping_rate=0))
 
@@ -185,6 +193,8 @@ def run_sweep(args, asha: bool, t0: float, results: Path) -> dict:
            "--results-dir", str(results)]
     if not asha:
         cmd += ["--grace-period", str(args.epochs)]
+    if args.checkpoint_every:
+        cmd += ["--checkpoint-every", str(args.checkpoint_every)]
     for item in args.set:
         cmd += ["--set", item]
     print(f"[{name}] {' '.join(cmd[1:])}", flush=True)
@@ -206,13 +216,18 @@ def run_sweep(args, asha: bool, t0: float, results: Path) -> dict:
             events.append({"t": r.get("reported_at", r["timestamp"]) - t0, "trial": d.name, "epoch": int(r["epoch"]),
                            "val_loss": float(r["val_loss"]),
                            "epoch_time_s": float(r["epoch_time_s"]) + float(r.get("checkpoint_time_s") or 0.0)})
-        if rows:  # inside the trainable, outside the epochs: setup, data, checkpoints, reports
-            outside.append((rows[0]["timestamp"], rows[-1]["time_total_s"] - sum(r["epoch_time_s"] for r in rows)))
+        if rows:  # inside the trainable, outside the epochs: setup, data, checkpoints, reports (the
+            # final test evaluation is the trial's work, as in the loop's and Optuna's trials)
+            test_s = float(rows[-1].get("test_time_s") or 0.0)
+            outside.append((rows[0]["timestamp"],
+                            rows[-1]["time_total_s"] - sum(r["epoch_time_s"] for r in rows) - test_s))
     first = min(events, key=lambda e: e["t"])
     outside = [o for _, o in sorted(outside)]  # in start order: the first trial of an actor imports torch's
     return {"events": events, "trials": len({e["trial"] for e in events}),  # optimizer machinery (dynamo)
             "fixed_s": first["t"] - first["epoch_time_s"], "outside_by_trial_s": outside,
-            "trial_outside_epochs_s": sum(outside) / len(outside) if outside else float("nan")}
+            "trial_outside_epochs_s": sum(outside) / len(outside) if outside else float("nan"),
+            # (the first trial's set-up is also in fixed_s: everything before its first epoch)
+            "trial_outside_after_first_s": sum(outside[1:]) / (len(outside) - 1) if len(outside) > 1 else float("nan")}
 
 
 # --- the table and the figure --------------------------------------------------------------------
@@ -252,7 +267,8 @@ def report(out: Path, concurrency: int) -> dict:
                 f"{r['cpu_use']:5.0%} {c[-1][1]:8.4f} {best_at(c, wall / 2):9.4f} {first_reach(c, loop_best):14.0f} "
                 f"{epochs_s:8.0f} {wall - epochs_s:9.0f}")
         if "fixed_s" in r:
-            line += f"  fixed {r['fixed_s']:.1f}s, outside epochs {r['trial_outside_epochs_s']:.2f}s/trial"
+            line += (f"  fixed {r['fixed_s']:.1f}s, outside epochs {r['trial_outside_epochs_s']:.2f}s/trial "
+                     f"({r.get('trial_outside_after_first_s', float('nan')):.2f}s after the first)")
             if r.get("outside_by_trial_s"):
                 line += f" ({', '.join(f'{o:.2f}' for o in r['outside_by_trial_s'])} in start order)"
         print(line)

@@ -1,9 +1,17 @@
 """Starting or joining a Ray cluster, with the dashboard on loopback unless asked otherwise."""
 from __future__ import annotations
 
+import os
 import socket
 
 import ray
+
+
+# Ray starts one idle Python worker per CPU with its raylet, for tasks. A sweep runs only Ray
+# Tune's trial actors, which never take one: Tune gives them a runtime_env, so Ray starts each its
+# own worker and the idle ones are killed unused. On a 2-core machine their start-up took ~0.5 s
+# from the time to the first epoch (10.5 -> 10.0 s, 10 alternated runs; benchmarks/README.md).
+LOCAL_CLUSTER_ENV = {"RAY_enable_worker_prestart": "0", "RAY_prestart_worker_first_driver": "0"}
 
 
 class ClusterError(RuntimeError):
@@ -25,6 +33,8 @@ def connect(address: str | None, dashboard_host: str = "127.0.0.1", num_cpus: in
         if address:
             ctx = ray.init(address=address, **kwargs)
         else:
+            for key, value in LOCAL_CLUSTER_ENV.items():
+                os.environ.setdefault(key, value)  # (read by the raylet this starts; the user's value wins)
             ctx = ray.init(num_cpus=num_cpus, include_dashboard=include_dashboard,
                            dashboard_host=dashboard_host, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:

@@ -125,10 +125,11 @@ class TechniqueASHA(_PickledState, FIFOScheduler):
         return "\n".join(f"{t}: {s.debug_string()}" for t, s in self.by_technique.items())
 
 
-def startup_trials(trials_per_technique: int) -> int:
-    """TPE's random start-up trials for one technique: half its budget, at most Optuna's default
-    10 (with the default, a technique of 8 trials would never leave random search)."""
-    return max(1, min(10, int(trials_per_technique) // 2))
+def startup_trials(budget: int) -> int:
+    """TPE's random start-up trials for a study of ``budget`` trials (a search space's, or one
+    technique's in a comparison): half of them, at most Optuna's default 10. With the default, a
+    budget of 8 trials would never leave random search, and one of 16 would guide only 6."""
+    return max(1, min(10, int(budget) // 2))
 
 
 def asha(metric: str, mode: str, max_t: int, grace_period: int, reduction_factor: float) -> ASHAScheduler:

@@ -10,7 +10,8 @@ not in train_loss), ``epoch_time_s``, ``samples_per_s``, ``threads`` (the trial'
 threads in a sweep: a record of its resources, not a result; NaN where not recorded),
 ``checkpoint_time_s`` (seconds to write the epoch's checkpoint in a sweep; 0 for an epoch that
 wrote none, ``--checkpoint-every``; NaN where not recorded); after the
-last epoch ``test_loss``, ``test_acc`` (and ``test_loss_oov``, ``test_acc_oov`` for tagging).
+last epoch ``test_loss``, ``test_acc`` (and ``test_loss_oov``, ``test_acc_oov`` for tagging) and
+``test_time_s`` (seconds of that evaluation: trial work outside ``epoch_time_s``).
 """
 from __future__ import annotations
 
@@ -37,4 +38,4 @@ def all_metrics() -> tuple[str, ...]:
     """Every per-epoch column of the trial table, in order."""
     return (EPOCH_METRICS + ("learning_rate",) + penalty_metrics() + ("epoch_time_s", "samples_per_s", "threads",
                                                                    "checkpoint_time_s")
-            + TEST_METRICS + ("diverged",))
+            + TEST_METRICS + ("test_time_s", "diverged"))

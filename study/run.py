@@ -530,10 +530,11 @@ def _run(args, argv, space, cfg, exp_dir: Path, continuing: bool, watch: prometh
     else:
         num_samples = pick(args.num_samples, "num_samples", 8, int)
     res = _trial_resources(args, gpus, num_samples)
+    startup = sweep.recorded_startup_trials(recorded) if space.kind != "grid" else None
     s = sweep.SweepSettings(
         name=name, results_dir=exp_dir.parent,  # (absolute: Tune pickles these settings)
         storage_uri=getattr(args, "storage_uri", None),  # (a bucket: exp_dir is its local mirror)
-        num_samples=num_samples, trials_per_technique=per_technique,
+        num_samples=num_samples, trials_per_technique=per_technique, tpe_startup_trials=startup,
         max_concurrent=args.max_concurrent, cpus_per_trial=res.cpus, gpus_per_trial=gpus,
         grace_period=pick(args.grace_period, "grace_period", 1, int),
         reduction_factor=pick(args.reduction_factor, "reduction_factor", 2, float),

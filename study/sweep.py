@@ -58,6 +58,8 @@ class SweepSettings:
     table_refresh_s: float = 30.0
     keep_checkpoints: int | None = 2  # --keep-checkpoints: per trial, the newest (None: all)
     trials_per_technique: int | None = None  # a comparison space: search trials per technique
+    # TPE's random start-up trials per study (None: study.comparison.startup_trials of the budget)
+    tpe_startup_trials: int | None = None
     checkpoint_every: int = 1  # --checkpoint-every: epochs between checkpoints (and the last epoch)
     storage_uri: str | None = None  # --results-dir in a bucket: URI/NAME (exp_dir is then its local mirror)
     mlflow: str | None = None  # --mlflow: a tracking URI (study.mlflow_log)
@@ -75,6 +77,12 @@ class SweepSettings:
         if self.storage_uri:
             return results_location.join(self.storage_uri, *parts)
         return str(self.exp_dir.joinpath(*parts))
+
+    def startup_trials(self) -> int:
+        """TPE's random start-up trials for each study: as recorded, else the rule for its budget."""
+        if self.tpe_startup_trials is not None:
+            return self.tpe_startup_trials
+        return comparison.startup_trials(self.trials_per_technique or self.num_samples)
 
     @property
     def storage(self) -> str:
@@ -148,6 +156,7 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
             "space_definition": {"search": space.search, "sweep": space.sweep, "compare": space.compare,
                                  "grid": space.grid},
             "search": {"num_samples": s.num_samples, "sampler": "TPE", "seed": s.seed,
+                       "tpe_startup_trials": s.startup_trials(),
                        "scheduler": "ASHA", "metric": METRIC, "mode": MODE, "grace_period": s.grace_period,
                        "reduction_factor": s.reduction_factor, **runs},
             "optuna_study": s.name,
@@ -158,8 +167,7 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
         }
         if space.kind == "compare":  # (one study and one ASHA per technique: study.comparison)
             doc["search"].update(trials_per_technique=s.trials_per_technique, techniques=list(space.compare),
-                                 sampler="TPE per technique", scheduler="ASHA per technique",
-                                 tpe_startup_trials=comparison.startup_trials(s.trials_per_technique))
+                                 sampler="TPE per technique", scheduler="ASHA per technique")
             doc["optuna_study"] = None
             doc["optuna_studies"] = [comparison.study_name(s.name, t) for t in space.compare]
             doc["budget_per_regularizer"] = {t: s.trials_per_technique for t in space.compare}
@@ -373,24 +381,28 @@ def run_search(s: SweepSettings, space: Space, data: Any, resume: bool) -> pd.Da
     return _fit(tuner, s, "search", expected=s.num_samples)
 
 
+def recorded_startup_trials(recorded_search: dict) -> int | None:
+    """A continued experiment's TPE start-up trials (experiment.json ``search``); None for a new
+    one, where the rule applies. One recorded before the rule ran with Optuna's default, 10."""
+    return int(recorded_search.get("tpe_startup_trials", 10)) if recorded_search else None
+
+
 def _search_algorithms(s: SweepSettings, space: Space, max_t: int):
     """(searcher, scheduler): TPE and ASHA over the space; for a comparison space one of each per
     technique (study.comparison), every study in the experiment's storage."""
     storage = optuna_storage.open_storage(s.storage)
     asha = functools.partial(comparison.asha, METRIC, MODE, max_t, s.grace_period, s.reduction_factor)
 
-    def tpe(search: dict, study: str, startup: int | None = None) -> DurableOptunaSearch:
-        kw = {} if startup is None else {"n_startup_trials": startup}
+    def tpe(search: dict, study: str) -> DurableOptunaSearch:
+        sampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.startup_trials())
         return DurableOptunaSearch(space=functools.partial(define_by_run, search), metric=METRIC, mode=MODE,
-                                   sampler=optuna.samplers.TPESampler(seed=s.seed, **kw), study_name=study,
-                                   storage=storage)
+                                   sampler=sampler, study_name=study, storage=storage)
 
     if space.kind != "compare":
         return tpe(space.search, s.name), asha()
-    startup = comparison.startup_trials(s.trials_per_technique)
     techniques = list(space.compare)
     searcher = comparison.TechniqueSearch(
-        {t: tpe(space.technique_search(t), comparison.study_name(s.name, t), startup) for t in techniques},
+        {t: tpe(space.technique_search(t), comparison.study_name(s.name, t)) for t in techniques},
         s.trials_per_technique, metric=METRIC, mode=MODE)
     return searcher, comparison.TechniqueASHA(techniques, asha)
 

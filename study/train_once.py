@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import cli, preflight, regularizers, tasks
 from .config import make_config, parse_set
+from .metrics import TEST_METRICS
 from .trial_table import atomic_write_text
 from .training import Diverged, run_trial
 
@@ -103,7 +104,7 @@ def _main(argv: list[str] | None) -> int:
             _write_json(args.json, cfg, epochs, {}, interrupted=True)
             kept = f"; its {len(epochs)} finished epoch(s) are in {args.json}"
         raise KeyboardInterrupt(f"after {len(epochs)} of {cfg.epochs} epochs{kept}") from None
-    test = {k: v for k, v in final.items() if k.startswith("test")}
+    test = {k: final[k] for k in TEST_METRICS if k in final}
     if test:
         print("test: " + "  ".join(f"{k}={_fmt(v)}" for k, v in test.items()))
     if args.json:

@@ -307,7 +307,9 @@ def run_trial(
         metrics = _evaluate_epoch(t, _train_epoch(t), t0)
         diverged = not math.isfinite(metrics["train_loss"]) or not math.isfinite(metrics["val_loss"])
         if epoch == cfg.epochs and not diverged:
+            t1 = time.perf_counter()
             metrics.update(_test(t))
+            metrics["test_time_s"] = time.perf_counter() - t1  # (trial work outside epoch_time_s)
         metrics["diverged"] = diverged
         if report is not None:
             report(metrics, t.state)

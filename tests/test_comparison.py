@@ -271,6 +271,46 @@ def test_tpe_leaves_random_search_within_a_techniques_budget():
     assert [comparison.startup_trials(n) for n in (1, 3, 8, 12, 20, 40)] == [1, 1, 4, 6, 10, 10]
 
 
+def _suggested(space, s, n: int) -> list[dict]:
+    """n configurations from the sweep's own searcher, each completed at once (loss = lr)."""
+    from study import sweep
+
+    searcher, _ = sweep._search_algorithms(s, space, max_t=2)
+    out = []
+    for i in range(n):
+        cfg = searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", {"val_loss": cfg["lr"], "training_iteration": 2})
+        out.append(cfg)
+    return out
+
+
+@pytest.mark.parametrize("recorded, random_first", [(None, 4), (10, 8)])
+def test_a_search_spaces_tpe_leaves_random_search_after_half_its_budget(tmp_path, recorded, random_first):
+    # TPE's start-up trials are its own RandomSampler's draws (same seed): the first 4 of an
+    # 8-trial search are those, the 5th is TPE's. An experiment recorded before the rule
+    # (tpe_startup_trials absent: Optuna's 10) keeps drawing at random.
+    from study import sweep
+    from study.spaces import define_by_run, load_space
+
+    space = load_space("l2")
+    assert sweep.recorded_startup_trials({}) is None and sweep.recorded_startup_trials({"seed": 0}) == 10
+    s = sweep.SweepSettings(name="x", results_dir=tmp_path, num_samples=8, seed=0,
+                            tpe_startup_trials=sweep.recorded_startup_trials({"seed": 0} if recorded else {}))
+    assert s.startup_trials() == (recorded or 4)
+    (tmp_path / "x").mkdir()
+    got = _suggested(space, s, 8)
+    random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    draws = []
+    for _ in range(8):
+        t = random.ask()
+        define_by_run(space.search, t)
+        draws.append(t.params)
+        random.tell(t, t.params["lr"])
+    same = [all(g[k] == pytest.approx(v) for k, v in d.items()) for g, d in zip(got, draws)]
+    assert same[:random_first] == [True] * random_first
+    assert not any(same[random_first:])
+
+
 class _Cfg:
     def __init__(self, trial_id: str, technique: str):
         self.trial_id, self.config = trial_id, {"regularizer": technique}
