@@ -193,7 +193,7 @@ def run_sweep(args, asha: bool, t0: float, results: Path) -> dict:
            "--results-dir", str(results)]
     if not asha:
         cmd += ["--grace-period", str(args.epochs)]
-    if args.checkpoint_every:
+    if args.checkpoint_every is not None:
         cmd += ["--checkpoint-every", str(args.checkpoint_every)]
     for item in args.set:
         cmd += ["--set", item]

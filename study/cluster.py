@@ -33,10 +33,17 @@ def connect(address: str | None, dashboard_host: str = "127.0.0.1", num_cpus: in
         if address:
             ctx = ray.init(address=address, **kwargs)
         else:
-            for key, value in LOCAL_CLUSTER_ENV.items():
-                os.environ.setdefault(key, value)  # (read by the raylet this starts; the user's value wins)
-            ctx = ray.init(num_cpus=num_cpus, include_dashboard=include_dashboard,
-                           dashboard_host=dashboard_host, **kwargs)
+            # (read by the raylet this starts, then put back: later clusters of this process and
+            # its subprocesses keep Ray's defaults; the user's own value wins)
+            before = {key: os.environ.get(key) for key in LOCAL_CLUSTER_ENV}
+            os.environ.update({k: v for k, v in LOCAL_CLUSTER_ENV.items() if before[k] is None})
+            try:
+                ctx = ray.init(num_cpus=num_cpus, include_dashboard=include_dashboard,
+                               dashboard_host=dashboard_host, **kwargs)
+            finally:
+                for key, value in before.items():
+                    if value is None:
+                        os.environ.pop(key, None)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ClusterError(f"cannot connect to the Ray cluster at {address or 'a new local cluster'}: "
                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

@@ -19,6 +19,8 @@ OBJECTIVE, MODE = "val_loss", "min"  # what TPE and ASHA optimise, and what "bes
 EPOCH_METRICS = ("train_loss", "train_acc", "train_clean_loss", "train_clean_acc", "val_loss", "val_acc",
                  "gap_loss", "gap_acc")
 TEST_METRICS = ("test_loss", "test_acc", "test_loss_oov", "test_acc_oov")
+# How long and how fast, not what was learned: they differ between two runs of one seed
+TIMINGS = ("epoch_time_s", "samples_per_s", "checkpoint_time_s", "test_time_s")
 # A trial's status in the trial table (study.trial_table.collect): it ran its full budget
 # ("completed"), ASHA stopped it early ("stopped": a finished trial), it failed after its retries
 # ("errored"), its loss became NaN/inf ("diverged"), the driver was stopped before it ended

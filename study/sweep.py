@@ -178,6 +178,8 @@ def start_experiment(s: SweepSettings, space: Space, argv: list[str]) -> None:
         doc["fixed"] = space.fixed  # the same settings; only the data location may have moved
         if isinstance(doc.get("search"), dict):  # (may change between runs: the latest is recorded)
             doc["search"]["checkpoint_every"] = s.checkpoint_every
+            if space.kind != "grid":  # (an experiment recorded before the rule: the 10 it runs with)
+                doc["search"].setdefault("tpe_startup_trials", s.startup_trials())
     doc.update(commands=commands, hardware=hardware(), versions=versions())
     s.exp_dir.mkdir(parents=True, exist_ok=True)
     trial_table.atomic_write_text(json.dumps(doc, indent=1, default=str), s.exp_dir / "experiment.json")

@@ -284,8 +284,8 @@ def _suggested(space, s, n: int) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("recorded, random_first", [(None, 4), (10, 8)])
-def test_a_search_spaces_tpe_leaves_random_search_after_half_its_budget(tmp_path, recorded, random_first):
+@pytest.mark.parametrize("old_record, random_first", [(False, 4), (True, 8)])
+def test_a_search_spaces_tpe_leaves_random_search_after_half_its_budget(tmp_path, old_record, random_first):
     # TPE's start-up trials are its own RandomSampler's draws (same seed): the first 4 of an
     # 8-trial search are those, the 5th is TPE's. An experiment recorded before the rule
     # (tpe_startup_trials absent: Optuna's 10) keeps drawing at random.
@@ -295,8 +295,8 @@ def test_a_search_spaces_tpe_leaves_random_search_after_half_its_budget(tmp_path
     space = load_space("l2")
     assert sweep.recorded_startup_trials({}) is None and sweep.recorded_startup_trials({"seed": 0}) == 10
     s = sweep.SweepSettings(name="x", results_dir=tmp_path, num_samples=8, seed=0,
-                            tpe_startup_trials=sweep.recorded_startup_trials({"seed": 0} if recorded else {}))
-    assert s.startup_trials() == (recorded or 4)
+                            tpe_startup_trials=sweep.recorded_startup_trials({"seed": 0} if old_record else {}))
+    assert s.startup_trials() == (10 if old_record else 4)
     (tmp_path / "x").mkdir()
     got = _suggested(space, s, 8)
     random = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

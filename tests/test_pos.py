@@ -20,6 +20,7 @@ from study import train_once
 from study.config import ConfigError, make_config
 from study.corpora import PAD, UNK, load_corpus, read_tagged
 from study.errors import CorpusError
+from study.metrics import TIMINGS
 from study.training import IGNORE, _sums, build_task, run_trial
 
 pytestmark = pytest.mark.usefixtures("isolated_nltk")  # (conftest: no real NLTK data, one thread)
@@ -245,7 +246,7 @@ def test_trial_metrics_deterministic_and_test_accuracy_over_real_and_oov_tokens(
         states = []
         metrics = run_trial(cfg, lambda m, get: states.append((dict(m), get())), data=data)
         runs.append((metrics, states))
-    drop = {"epoch_time_s", "samples_per_s"}
+    drop = set(TIMINGS)
     assert [{k: v for k, v in m.items() if k not in drop} for m, _ in runs[0][1]] == \
            [{k: v for k, v in m.items() if k not in drop} for m, _ in runs[1][1]]
     m = runs[0][0]

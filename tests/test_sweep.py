@@ -97,6 +97,7 @@ def test_sweep_asha_table_optuna_retry_and_confirm(cluster, tiny_zip, tmp_path, 
     assert meta["budget_per_regularizer"] == {"l2+dropout": 6} and meta["wall_time_s"] > 0
     assert {k: meta["search"][k] for k in ("num_samples", "grace_period", "reduction_factor", "max_t", "seed")} == \
         {"num_samples": 6, "grace_period": 1, "reduction_factor": 3.0, "max_t": 3, "seed": 0}
+    assert meta["search"]["tpe_startup_trials"] == 3  # half of the 6 trials random, then TPE
     assert meta["fixed"]["classes"] == 4 and meta["versions"]["ray"] == ray.__version__
     assert meta["hardware"]["cpu_count"] >= 1 and "start_time" in meta and "end_time" in meta
 
